@@ -1,0 +1,143 @@
+//! The model's architecture, read from a Hugging Face `config.json`.
+
+use std::path::Path;
+
+use serde::{Deserialize, Serialize};
+
+use crate::error::EngineError;
+
+/// The architecture of a Qwen2 decoder, as the subset of HF `config.json` the engine needs.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+pub struct Qwen2Config {
+    /// Rows of the token embedding (and of the tied lm_head).
+    pub vocab_size: usize,
+    /// Width of the residual stream.
+    pub hidden_size: usize,
+    /// Width of the SiLU-gated MLP.
+    pub intermediate_size: usize,
+    /// Decoder blocks.
+    pub num_hidden_layers: usize,
+    /// Query heads.
+    pub num_attention_heads: usize,
+    /// Key/value heads (grouped-query attention when fewer than the query heads).
+    pub num_key_value_heads: usize,
+    /// RoPE base frequency.
+    #[serde(default = "default_rope_theta")]
+    pub rope_theta: f64,
+    /// RMSNorm epsilon.
+    #[serde(default = "default_rms_norm_eps")]
+    pub rms_norm_eps: f64,
+    /// Whether the lm_head shares the embedding matrix.
+    #[serde(default)]
+    pub tie_word_embeddings: bool,
+    /// Longest position the model was trained for.
+    #[serde(default = "default_max_positions")]
+    pub max_position_embeddings: usize,
+    /// The activation of the MLP; only "silu" is supported.
+    #[serde(default = "default_act")]
+    pub hidden_act: String,
+    /// The HF model type; only "qwen2" is supported.
+    #[serde(default = "default_model_type")]
+    pub model_type: String,
+}
+
+fn default_rope_theta() -> f64 {
+    10_000.0
+}
+fn default_rms_norm_eps() -> f64 {
+    1e-6
+}
+fn default_max_positions() -> usize {
+    32_768
+}
+fn default_act() -> String {
+    "silu".into()
+}
+fn default_model_type() -> String {
+    "qwen2".into()
+}
+
+impl Qwen2Config {
+    /// Reads and checks `config.json`.
+    pub fn load(path: &Path) -> Result<Self, EngineError> {
+        let text = std::fs::read_to_string(path).map_err(|e| EngineError::io(path, e))?;
+        let config: Self = serde_json::from_str(&text).map_err(|e| {
+            EngineError::Checkpoint(format!("{}: not a valid Qwen2 config.json: {e}", path.display()))
+        })?;
+        config
+            .validate()
+            .map_err(|reason| EngineError::Checkpoint(format!("{}: {reason}", path.display())))?;
+        Ok(config)
+    }
+
+    /// Checks that the architecture is one this engine implements.
+    pub fn validate(&self) -> Result<(), String> {
+        if self.model_type != "qwen2" {
+            return Err(format!("model_type {:?} is not supported (only \"qwen2\")", self.model_type));
+        }
+        if self.hidden_act != "silu" {
+            return Err(format!("hidden_act {:?} is not supported (only \"silu\")", self.hidden_act));
+        }
+        let positive = [
+            ("vocab_size", self.vocab_size),
+            ("hidden_size", self.hidden_size),
+            ("intermediate_size", self.intermediate_size),
+            ("num_hidden_layers", self.num_hidden_layers),
+            ("num_attention_heads", self.num_attention_heads),
+            ("num_key_value_heads", self.num_key_value_heads),
+        ];
+        for (key, value) in positive {
+            if value == 0 {
+                return Err(format!("{key} must be positive"));
+            }
+        }
+        if self.hidden_size % self.num_attention_heads != 0 {
+            return Err("hidden_size must be a multiple of num_attention_heads".into());
+        }
+        if self.num_attention_heads % self.num_key_value_heads != 0 {
+            return Err("num_attention_heads must be a multiple of num_key_value_heads".into());
+        }
+        if self.head_dim() % 2 != 0 {
+            return Err("the head dimension must be even for RoPE".into());
+        }
+        if !(self.rope_theta.is_finite() && self.rope_theta > 0.0) {
+            return Err("rope_theta must be positive".into());
+        }
+        if !(self.rms_norm_eps.is_finite() && self.rms_norm_eps > 0.0) {
+            return Err("rms_norm_eps must be positive".into());
+        }
+        Ok(())
+    }
+
+    /// Width of one attention head.
+    pub fn head_dim(&self) -> usize {
+        self.hidden_size / self.num_attention_heads
+    }
+
+    /// Width of the key and value projections.
+    pub fn kv_dim(&self) -> usize {
+        self.head_dim() * self.num_key_value_heads
+    }
+
+    /// The config.json a Hugging Face `Qwen2ForCausalLM` would write for this architecture.
+    pub fn to_hf_json(&self) -> serde_json::Value {
+        serde_json::json!({
+            "architectures": ["Qwen2ForCausalLM"],
+            "model_type": "qwen2",
+            "vocab_size": self.vocab_size,
+            "hidden_size": self.hidden_size,
+            "intermediate_size": self.intermediate_size,
+            "num_hidden_layers": self.num_hidden_layers,
+            "num_attention_heads": self.num_attention_heads,
+            "num_key_value_heads": self.num_key_value_heads,
+            "rope_theta": self.rope_theta,
+            "rms_norm_eps": self.rms_norm_eps,
+            "tie_word_embeddings": self.tie_word_embeddings,
+            "max_position_embeddings": self.max_position_embeddings,
+            "hidden_act": "silu",
+            "attention_dropout": 0.0,
+            "use_sliding_window": false,
+            "torch_dtype": "float32",
+        })
+    }
+}
