@@ -63,7 +63,10 @@ impl Batch {
 
     /// `[rows, seq]` ids on `device`.
     pub fn ids_tensor<B: Backend>(&self, device: &B::Device) -> Tensor<B, 2, Int> {
-        Tensor::from_data(TensorData::new(self.ids.clone(), [self.rows, self.seq]), device)
+        Tensor::from_data(
+            TensorData::new(self.ids.clone(), [self.rows, self.seq]),
+            device,
+        )
     }
 
     /// Per-position cross-entropy `[rows, seq]` of `logits` `[rows, seq, vocab]`, zero where the
@@ -71,9 +74,16 @@ impl Batch {
     pub fn token_losses<B: Backend>(&self, logits: Tensor<B, 3>) -> Tensor<B, 2> {
         let device = logits.device();
         let [rows, seq, vocab] = logits.dims();
-        let log_probs = burn::tensor::activation::log_softmax(logits.reshape([rows * seq, vocab]), 1);
-        let targets = Tensor::<B, 2, Int>::from_data(TensorData::new(self.targets.clone(), [rows * seq, 1]), &device);
-        let weights = Tensor::<B, 2>::from_data(TensorData::new(self.weights.clone(), [rows * seq, 1]), &device);
+        let log_probs =
+            burn::tensor::activation::log_softmax(logits.reshape([rows * seq, vocab]), 1);
+        let targets = Tensor::<B, 2, Int>::from_data(
+            TensorData::new(self.targets.clone(), [rows * seq, 1]),
+            &device,
+        );
+        let weights = Tensor::<B, 2>::from_data(
+            TensorData::new(self.weights.clone(), [rows * seq, 1]),
+            &device,
+        );
         (log_probs.gather(1, targets).neg() * weights).reshape([rows, seq])
     }
 }

@@ -71,7 +71,10 @@ pub fn run(args: &BenchArgs) -> Result<()> {
     let eval = engine.prepare_eval(eval_rows, &config)?;
     let never = AtomicBool::new(false);
 
-    let base = TrainingConfig { epochs: 0, ..config.clone() };
+    let base = TrainingConfig {
+        epochs: 0,
+        ..config.clone()
+    };
     let started = Instant::now();
     engine.run_job(&[], &eval, &base, &never, &mut |_| {})?;
     let eval_seconds = started.elapsed().as_secs_f64();

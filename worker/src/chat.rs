@@ -66,7 +66,9 @@ impl ChatTokenizer {
         let tokenizer = Tokenizer::from_bytes(&bytes)
             .map_err(|e| EngineError::Tokenizer(format!("{}: {e}", path.display())))?;
         Self::new(tokenizer).map_err(|e| match e {
-            EngineError::Tokenizer(reason) => EngineError::Tokenizer(format!("{}: {reason}", path.display())),
+            EngineError::Tokenizer(reason) => {
+                EngineError::Tokenizer(format!("{}: {reason}", path.display()))
+            }
             other => other,
         })
     }
@@ -102,10 +104,17 @@ impl ChatTokenizer {
             mask: Vec::new(),
         };
         let push = |example: &mut Example, ids: Vec<u32>, supervised: bool| {
-            example.mask.extend(std::iter::repeat_n(u8::from(supervised), ids.len()));
+            example
+                .mask
+                .extend(std::iter::repeat_n(u8::from(supervised), ids.len()));
             example.ids.extend(ids);
         };
-        if let Some(system) = row.system.as_deref().map(str::trim).filter(|s| !s.is_empty()) {
+        if let Some(system) = row
+            .system
+            .as_deref()
+            .map(str::trim)
+            .filter(|s| !s.is_empty())
+        {
             let ids = self.encode_segment(&format!("{IM_START}system\n{system}{IM_END}\n"))?;
             push(&mut example, ids, false);
         }

@@ -25,13 +25,20 @@ impl WeightFiles {
         let index_path = dir.join("model.safetensors.index.json");
         let single = dir.join("model.safetensors");
         let paths: Vec<PathBuf> = if index_path.exists() {
-            let text = std::fs::read_to_string(&index_path).map_err(|e| EngineError::io(&index_path, e))?;
+            let text = std::fs::read_to_string(&index_path)
+                .map_err(|e| EngineError::io(&index_path, e))?;
             let index: serde_json::Value = serde_json::from_str(&text).map_err(|e| {
                 EngineError::Checkpoint(format!("{}: invalid JSON: {e}", index_path.display()))
             })?;
-            let map = index.get("weight_map").and_then(|m| m.as_object()).ok_or_else(|| {
-                EngineError::Checkpoint(format!("{}: no \"weight_map\" object", index_path.display()))
-            })?;
+            let map = index
+                .get("weight_map")
+                .and_then(|m| m.as_object())
+                .ok_or_else(|| {
+                    EngineError::Checkpoint(format!(
+                        "{}: no \"weight_map\" object",
+                        index_path.display()
+                    ))
+                })?;
             let mut shards = BTreeSet::new();
             for (name, file) in map {
                 let file = file.as_str().ok_or_else(|| {
@@ -81,7 +88,12 @@ impl WeightFiles {
     }
 
     /// The f32 values of `name`, checked against `shape`.
-    fn take(&self, name: &str, shape: &[usize], used: &mut BTreeSet<String>) -> Result<Vec<f32>, EngineError> {
+    fn take(
+        &self,
+        name: &str,
+        shape: &[usize],
+        used: &mut BTreeSet<String>,
+    ) -> Result<Vec<f32>, EngineError> {
         let file = *self
             .names
             .get(name)
@@ -89,9 +101,9 @@ impl WeightFiles {
         let (path, bytes) = &self.files[file];
         let parsed = SafeTensors::deserialize(bytes)
             .map_err(|e| EngineError::Checkpoint(format!("{}: {e}", path.display())))?;
-        let view = parsed
-            .tensor(name)
-            .map_err(|e| EngineError::Checkpoint(format!("tensor {name} in {}: {e}", path.display())))?;
+        let view = parsed.tensor(name).map_err(|e| {
+            EngineError::Checkpoint(format!("tensor {name} in {}: {e}", path.display()))
+        })?;
         if view.shape() != shape {
             return Err(EngineError::Checkpoint(format!(
                 "tensor {name} in {} has shape {:?}, expected {:?}",
@@ -109,7 +121,11 @@ impl WeightFiles {
     /// SHA-256 over the weight files, in file-name order.
     fn digest_into(&self, hasher: &mut Sha256) {
         for (path, bytes) in &self.files {
-            hasher.update(path.file_name().map(|n| n.as_encoded_bytes()).unwrap_or_default());
+            hasher.update(
+                path.file_name()
+                    .map(|n| n.as_encoded_bytes())
+                    .unwrap_or_default(),
+            );
             hasher.update(bytes);
         }
     }
@@ -117,7 +133,8 @@ impl WeightFiles {
 
 /// Tensors a checkpoint may carry that the model does not use.
 fn ignorable(name: &str, config: &Qwen2Config) -> bool {
-    name.ends_with(".rotary_emb.inv_freq") || (config.tie_word_embeddings && name == "lm_head.weight")
+    name.ends_with(".rotary_emb.inv_freq")
+        || (config.tie_word_embeddings && name == "lm_head.weight")
 }
 
 /// Builds tensors on one device while checking names and shapes.
@@ -128,17 +145,34 @@ struct Loader<'a, B: Backend> {
 }
 
 impl<B: Backend> Loader<'_, B> {
-    fn matrix(&mut self, name: &str, rows: usize, cols: usize) -> Result<Tensor<B, 2>, EngineError> {
+    fn matrix(
+        &mut self,
+        name: &str,
+        rows: usize,
+        cols: usize,
+    ) -> Result<Tensor<B, 2>, EngineError> {
         let values = self.files.take(name, &[rows, cols], &mut self.used)?;
-        Ok(Tensor::from_data(TensorData::new(values, [rows, cols]), self.device))
+        Ok(Tensor::from_data(
+            TensorData::new(values, [rows, cols]),
+            self.device,
+        ))
     }
 
     fn vector(&mut self, name: &str, len: usize) -> Result<Tensor<B, 1>, EngineError> {
         let values = self.files.take(name, &[len], &mut self.used)?;
-        Ok(Tensor::from_data(TensorData::new(values, [len]), self.device))
+        Ok(Tensor::from_data(
+            TensorData::new(values, [len]),
+            self.device,
+        ))
     }
 
-    fn linear(&mut self, prefix: &str, d_in: usize, d_out: usize, bias: bool) -> Result<Linear<B>, EngineError> {
+    fn linear(
+        &mut self,
+        prefix: &str,
+        d_in: usize,
+        d_out: usize,
+        bias: bool,
+    ) -> Result<Linear<B>, EngineError> {
         Ok(Linear {
             weight: self.matrix(&format!("{prefix}.weight"), d_out, d_in)?,
             bias: if bias {
@@ -167,7 +201,10 @@ pub struct LoadedCheckpoint<B: Backend> {
 
 /// Loads `config.json` and the safetensors weights of `dir` onto `device`, converting bf16/f16 to
 /// f32. A missing, misshapen or unexpected tensor is an error naming it.
-pub fn load_model<B: Backend>(dir: &Path, device: &B::Device) -> Result<LoadedCheckpoint<B>, EngineError> {
+pub fn load_model<B: Backend>(
+    dir: &Path,
+    device: &B::Device,
+) -> Result<LoadedCheckpoint<B>, EngineError> {
     let config_path = dir.join("config.json");
     let config = Qwen2Config::load(&config_path)?;
     let files = WeightFiles::open(dir)?;
@@ -181,13 +218,22 @@ pub fn load_model<B: Backend>(dir: &Path, device: &B::Device) -> Result<LoadedCh
         device,
     };
     let c = &config;
-    let (h, q_dim, kv, inter) = (c.hidden_size, c.head_dim() * c.num_attention_heads, c.kv_dim(), c.intermediate_size);
+    let (h, q_dim, kv, inter) = (
+        c.hidden_size,
+        c.head_dim() * c.num_attention_heads,
+        c.kv_dim(),
+        c.intermediate_size,
+    );
     let embed_tokens = loader.matrix("model.embed_tokens.weight", c.vocab_size, h)?;
     let mut layers = Vec::with_capacity(c.num_hidden_layers);
     for i in 0..c.num_hidden_layers {
         let p = format!("model.layers.{i}");
         layers.push(Block {
-            input_layernorm: loader.norm(&format!("{p}.input_layernorm.weight"), h, c.rms_norm_eps)?,
+            input_layernorm: loader.norm(
+                &format!("{p}.input_layernorm.weight"),
+                h,
+                c.rms_norm_eps,
+            )?,
             self_attn: Attention {
                 q_proj: loader.linear(&format!("{p}.self_attn.q_proj"), h, q_dim, true)?,
                 k_proj: loader.linear(&format!("{p}.self_attn.k_proj"), h, kv, true)?,
@@ -197,7 +243,11 @@ pub fn load_model<B: Backend>(dir: &Path, device: &B::Device) -> Result<LoadedCh
                 num_kv_heads: c.num_key_value_heads,
                 head_dim: c.head_dim(),
             },
-            post_attention_layernorm: loader.norm(&format!("{p}.post_attention_layernorm.weight"), h, c.rms_norm_eps)?,
+            post_attention_layernorm: loader.norm(
+                &format!("{p}.post_attention_layernorm.weight"),
+                h,
+                c.rms_norm_eps,
+            )?,
             mlp: Mlp {
                 gate_proj: loader.linear(&format!("{p}.mlp.gate_proj"), h, inter, false)?,
                 up_proj: loader.linear(&format!("{p}.mlp.up_proj"), h, inter, false)?,
@@ -239,8 +289,14 @@ pub fn hf_tensors(
     mut value_of: impl FnMut(&str, &[usize]) -> Vec<f32>,
 ) -> Vec<(String, Vec<usize>, Vec<f32>)> {
     let c = config;
-    let (h, q_dim, kv, inter) = (c.hidden_size, c.head_dim() * c.num_attention_heads, c.kv_dim(), c.intermediate_size);
-    let mut specs: Vec<(String, Vec<usize>)> = vec![("model.embed_tokens.weight".into(), vec![c.vocab_size, h])];
+    let (h, q_dim, kv, inter) = (
+        c.hidden_size,
+        c.head_dim() * c.num_attention_heads,
+        c.kv_dim(),
+        c.intermediate_size,
+    );
+    let mut specs: Vec<(String, Vec<usize>)> =
+        vec![("model.embed_tokens.weight".into(), vec![c.vocab_size, h])];
     for i in 0..c.num_hidden_layers {
         let p = format!("model.layers.{i}");
         specs.push((format!("{p}.input_layernorm.weight"), vec![h]));

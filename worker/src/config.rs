@@ -62,7 +62,10 @@ impl Qwen2Config {
     pub fn load(path: &Path) -> Result<Self, EngineError> {
         let text = std::fs::read_to_string(path).map_err(|e| EngineError::io(path, e))?;
         let config: Self = serde_json::from_str(&text).map_err(|e| {
-            EngineError::Checkpoint(format!("{}: not a valid Qwen2 config.json: {e}", path.display()))
+            EngineError::Checkpoint(format!(
+                "{}: not a valid Qwen2 config.json: {e}",
+                path.display()
+            ))
         })?;
         config
             .validate()
@@ -73,10 +76,16 @@ impl Qwen2Config {
     /// Checks that the architecture is one this engine implements.
     pub fn validate(&self) -> Result<(), String> {
         if self.model_type != "qwen2" {
-            return Err(format!("model_type {:?} is not supported (only \"qwen2\")", self.model_type));
+            return Err(format!(
+                "model_type {:?} is not supported (only \"qwen2\")",
+                self.model_type
+            ));
         }
         if self.hidden_act != "silu" {
-            return Err(format!("hidden_act {:?} is not supported (only \"silu\")", self.hidden_act));
+            return Err(format!(
+                "hidden_act {:?} is not supported (only \"silu\")",
+                self.hidden_act
+            ));
         }
         let positive = [
             ("vocab_size", self.vocab_size),

@@ -47,7 +47,9 @@ impl FromStr for Device {
                 .strip_prefix("cuda:")
                 .and_then(|n| n.parse().ok())
                 .map(Device::Cuda)
-                .ok_or_else(|| EngineError::Device(format!("{s:?} is not a device (cpu, cuda, cuda:N)"))),
+                .ok_or_else(|| {
+                    EngineError::Device(format!("{s:?} is not a device (cpu, cuda, cuda:N)"))
+                }),
         }
     }
 }
@@ -120,18 +122,31 @@ impl Engine {
             Device::Cpu => {
                 let device = Default::default();
                 let loaded = load_model::<CpuBackend>(model_dir, &device)?;
-                (Session::Cpu(Resident { model: loaded.model, device }), loaded.model_id)
+                (
+                    Session::Cpu(Resident {
+                        model: loaded.model,
+                        device,
+                    }),
+                    loaded.model_id,
+                )
             }
             #[cfg(feature = "cuda")]
             Device::Cuda(n) => {
                 let device = burn::backend::cuda::CudaDevice::new(*n);
                 let loaded = load_model::<CudaBackend>(model_dir, &device)?;
-                (Session::Cuda(Resident { model: loaded.model, device }), loaded.model_id)
+                (
+                    Session::Cuda(Resident {
+                        model: loaded.model,
+                        device,
+                    }),
+                    loaded.model_id,
+                )
             }
             #[cfg(not(feature = "cuda"))]
             Device::Cuda(_) => {
                 return Err(EngineError::Device(
-                    "this binary was built without CUDA support (cargo build --features cuda)".into(),
+                    "this binary was built without CUDA support (cargo build --features cuda)"
+                        .into(),
                 ))
             }
         };
@@ -154,7 +169,11 @@ impl Engine {
     }
 
     /// Tokenises an eval set once for many jobs.
-    pub fn prepare_eval(&self, rows: &[Row], config: &TrainingConfig) -> Result<EvalSet, EngineError> {
+    pub fn prepare_eval(
+        &self,
+        rows: &[Row],
+        config: &TrainingConfig,
+    ) -> Result<EvalSet, EngineError> {
         EvalSet::new(&self.tokenizer, rows, config.max_seq_len)
     }
 
@@ -168,7 +187,14 @@ impl Engine {
         cancel: &AtomicBool,
         progress: &mut dyn FnMut(JobProgress),
     ) -> Result<JobReport, EngineError> {
-        self.run_job_with(train, eval, config, &JobOptions::default(), cancel, progress)
+        self.run_job_with(
+            train,
+            eval,
+            config,
+            &JobOptions::default(),
+            cancel,
+            progress,
+        )
     }
 
     /// [`Engine::run_job`] with an initial adapter, adapter saving and eval batch size.
@@ -193,9 +219,25 @@ impl Engine {
             })
             .collect::<Result<Vec<Example>, _>>()?;
         let (loss, stats) = match &self.session {
-            Session::Cpu(r) => r.job(&examples, eval, config, options, &self.model_dir, cancel, progress)?,
+            Session::Cpu(r) => r.job(
+                &examples,
+                eval,
+                config,
+                options,
+                &self.model_dir,
+                cancel,
+                progress,
+            )?,
             #[cfg(feature = "cuda")]
-            Session::Cuda(r) => r.job(&examples, eval, config, options, &self.model_dir, cancel, progress)?,
+            Session::Cuda(r) => r.job(
+                &examples,
+                eval,
+                config,
+                options,
+                &self.model_dir,
+                cancel,
+                progress,
+            )?,
         };
         Ok(JobReport {
             eval_loss: loss,
@@ -236,13 +278,19 @@ impl<B: Backend> Resident<B> {
         };
         let (adapter, stats) = match adapter {
             Some(adapter) if config.epochs > 0 && !examples.is_empty() => {
-                let (adapter, stats) = train(&self.model, adapter, examples, config, cancel, progress)?;
+                let (adapter, stats) =
+                    train(&self.model, adapter, examples, config, cancel, progress)?;
                 (Some(adapter), stats)
             }
             other => (other, TrainStats::default()),
         };
         if let (Some(dir), Some(adapter)) = (&options.save_adapter, &adapter) {
-            save_adapter(dir, adapter, config.lora_dropout, &model_dir.display().to_string())?;
+            save_adapter(
+                dir,
+                adapter,
+                config.lora_dropout,
+                &model_dir.display().to_string(),
+            )?;
         }
         let loss = eval_loss(&self.model, adapter.as_ref(), eval, batch_rows)?;
         Ok((loss, stats))
@@ -276,7 +324,12 @@ mod tests {
         crate::write_tiny_model(dir.path(), 1).expect("tiny model");
         let engine = Engine::load(dir.path(), &Device::Cpu).expect("loads");
         let rows: Vec<Row> = (0..24)
-            .map(|i| row(format!("What is {i} plus {i}?"), format!("The answer is {}.", 2 * i)))
+            .map(|i| {
+                row(
+                    format!("What is {i} plus {i}?"),
+                    format!("The answer is {}.", 2 * i),
+                )
+            })
             .collect();
         let config = TrainingConfig {
             epochs: 2,
@@ -292,7 +345,16 @@ mod tests {
         let eval = engine.prepare_eval(&rows, &config).expect("eval set");
         let never = AtomicBool::new(false);
         let base = engine
-            .run_job(&[], &eval, &TrainingConfig { epochs: 0, ..config.clone() }, &never, &mut |_| {})
+            .run_job(
+                &[],
+                &eval,
+                &TrainingConfig {
+                    epochs: 0,
+                    ..config.clone()
+                },
+                &never,
+                &mut |_| {},
+            )
             .expect("base");
         let mut seen = Vec::new();
         let tuned = engine
@@ -300,6 +362,11 @@ mod tests {
             .expect("tuned");
         assert_eq!(tuned.steps, 12);
         assert_eq!(seen, (1..=12).collect::<Vec<_>>());
-        assert!(tuned.eval_loss < base.eval_loss, "{} !< {}", tuned.eval_loss, base.eval_loss);
+        assert!(
+            tuned.eval_loss < base.eval_loss,
+            "{} !< {}",
+            tuned.eval_loss,
+            base.eval_loss
+        );
     }
 }

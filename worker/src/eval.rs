@@ -22,7 +22,11 @@ pub struct EvalSet {
 
 impl EvalSet {
     /// Tokenises `rows` with `max_seq_len`; rows without a supervised token are counted, not kept.
-    pub fn new(tokenizer: &ChatTokenizer, rows: &[Row], max_seq_len: usize) -> Result<Self, EngineError> {
+    pub fn new(
+        tokenizer: &ChatTokenizer,
+        rows: &[Row],
+        max_seq_len: usize,
+    ) -> Result<Self, EngineError> {
         let mut examples = Vec::with_capacity(rows.len());
         let mut skipped = 0;
         for (index, row) in rows.iter().enumerate() {
@@ -41,7 +45,8 @@ impl EvalSet {
     /// An eval set of already tokenised examples (examples without a supervised token are
     /// counted as skipped).
     pub fn from_examples(examples: Vec<Example>, skipped: usize) -> Self {
-        let (mut kept, dropped): (Vec<_>, Vec<_>) = examples.into_iter().partition(|e| e.supervised() > 0);
+        let (mut kept, dropped): (Vec<_>, Vec<_>) =
+            examples.into_iter().partition(|e| e.supervised() > 0);
         kept.sort_by_key(|e| std::cmp::Reverse(e.len()));
         Self {
             examples: kept,
@@ -68,7 +73,9 @@ pub fn eval_loss<B: Backend>(
     batch_rows: usize,
 ) -> Result<f64, EngineError> {
     if set.examples.is_empty() {
-        return Err(EngineError::Data("the eval set has no row with a supervised token".into()));
+        return Err(EngineError::Data(
+            "the eval set has no row with a supervised token".into(),
+        ));
     }
     let device = model.embed_tokens.device();
     let context = adapter.map(|a| LoraContext::new(a, 0.0));
@@ -78,7 +85,11 @@ pub fn eval_loss<B: Backend>(
         let batch = Batch::new(&refs);
         let logits = model.forward(batch.ids_tensor(&device), context.as_ref());
         let sums = batch.token_losses(logits).sum_dim(1);
-        let sums: Vec<f32> = sums.into_data().convert::<f32>().to_vec().unwrap_or_default();
+        let sums: Vec<f32> = sums
+            .into_data()
+            .convert::<f32>()
+            .to_vec()
+            .unwrap_or_default();
         for (sum, tokens) in sums.iter().zip(&batch.row_tokens) {
             total += f64::from(*sum) / *tokens as f64;
         }

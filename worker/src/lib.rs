@@ -3,7 +3,7 @@
 //! coordinator and the `worker` binary use.
 
 pub mod batch;
-// pub mod bench;
+pub mod bench;
 pub mod chat;
 pub mod checkpoint;
 pub mod config;

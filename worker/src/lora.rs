@@ -61,7 +61,11 @@ impl Target {
 
     /// `(in, out)` widths of this projection for an architecture.
     pub fn dims(self, config: &Qwen2Config) -> (usize, usize) {
-        let (h, kv, i) = (config.hidden_size, config.kv_dim(), config.intermediate_size);
+        let (h, kv, i) = (
+            config.hidden_size,
+            config.kv_dim(),
+            config.intermediate_size,
+        );
         let q = config.head_dim() * config.num_attention_heads;
         match self {
             Target::Q => (h, q),
@@ -89,7 +93,10 @@ impl Target {
         let y = base.forward(x.clone());
         let (a, b) = lora.adapter.pair(lora.layer, self);
         let x = lora.dropout(x);
-        y + x.matmul(a.clone()).matmul(b.clone()).mul_scalar(lora.adapter.scale())
+        y + x
+            .matmul(a.clone())
+            .matmul(b.clone())
+            .mul_scalar(lora.adapter.scale())
     }
 }
 
@@ -110,7 +117,13 @@ pub struct Adapter<B: Backend> {
 impl<B: Backend> Adapter<B> {
     /// A fresh adapter as PEFT makes it: `A ~ U(−1/√in, 1/√in)` (Kaiming-uniform with a = √5),
     /// `B = 0`, drawn from `seed` on the host so every device gets the same numbers.
-    pub fn init(config: &Qwen2Config, rank: usize, alpha: f64, seed: u64, device: &B::Device) -> Self {
+    pub fn init(
+        config: &Qwen2Config,
+        rank: usize,
+        alpha: f64,
+        seed: u64,
+        device: &B::Device,
+    ) -> Self {
         let mut rng = StdRng::seed_from_u64(seed);
         let mut params = Vec::with_capacity(config.num_hidden_layers * Target::ALL.len() * 2);
         for _ in 0..config.num_hidden_layers {

@@ -74,7 +74,8 @@ fn load_training(path: Option<&Path>) -> Result<TrainingConfig> {
         return Ok(TrainingConfig::default());
     };
     let text = std::fs::read_to_string(path).with_context(|| format!("{}", path.display()))?;
-    let file: TrainingFile = toml::from_str(&text).map_err(|e| anyhow::anyhow!("{}: {e}", path.display()))?;
+    let file: TrainingFile =
+        toml::from_str(&text).map_err(|e| anyhow::anyhow!("{}: {e}", path.display()))?;
     file.training
         .validate()
         .map_err(|e| anyhow::anyhow!("{}: {e}", path.display()))?;
@@ -87,7 +88,8 @@ fn read_rows(path: &Path, max_rows: usize) -> Result<Vec<Row>> {
         max_rows,
         ..DatasetLimits::default()
     };
-    let dataset = parse_dataset(&bytes, &limits).map_err(|e| anyhow::anyhow!("{}: {e}", path.display()))?;
+    let dataset =
+        parse_dataset(&bytes, &limits).map_err(|e| anyhow::anyhow!("{}: {e}", path.display()))?;
     Ok(dataset.rows)
 }
 
@@ -129,8 +131,10 @@ fn run(cli: Cli) -> Result<()> {
             let bar = if std::io::stderr().is_terminal() {
                 let bar = ProgressBar::new(0);
                 bar.set_style(
-                    ProgressStyle::with_template("{elapsed_precise} [{bar:40}] step {pos}/{len} loss {msg}")
-                        .unwrap_or_else(|_| ProgressStyle::default_bar()),
+                    ProgressStyle::with_template(
+                        "{elapsed_precise} [{bar:40}] step {pos}/{len} loss {msg}",
+                    )
+                    .unwrap_or_else(|_| ProgressStyle::default_bar()),
                 );
                 bar
             } else {

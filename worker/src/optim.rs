@@ -65,7 +65,10 @@ impl<B: Backend> AdamW<B> {
             eps: 1e-8,
             weight_decay,
             step: 0,
-            moments: params.iter().map(|p| (p.zeros_like(), p.zeros_like())).collect(),
+            moments: params
+                .iter()
+                .map(|p| (p.zeros_like(), p.zeros_like()))
+                .collect(),
         }
     }
 

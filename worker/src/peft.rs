@@ -40,7 +40,11 @@ pub fn save_adapter<B: Backend>(
                 let [rows, cols] = tensor.dims();
                 let values = tensor_values(tensor.clone());
                 // Ours: A [in, r], B [r, out]; PEFT: A [r, in], B [out, r].
-                tensors.push((peft_key(layer, target, is_b), vec![cols, rows], transpose(&values, rows, cols)));
+                tensors.push((
+                    peft_key(layer, target, is_b),
+                    vec![cols, rows],
+                    transpose(&values, rows, cols),
+                ));
             }
         }
     }
@@ -77,10 +81,13 @@ pub fn load_adapter<B: Backend>(
     device: &B::Device,
 ) -> Result<Adapter<B>, EngineError> {
     let config_path = dir.join("adapter_config.json");
-    let text = std::fs::read_to_string(&config_path).map_err(|e| EngineError::io(&config_path, e))?;
-    let json: serde_json::Value = serde_json::from_str(&text)
-        .map_err(|e| EngineError::Checkpoint(format!("{}: invalid JSON: {e}", config_path.display())))?;
-    let bad = |reason: String| EngineError::Checkpoint(format!("{}: {reason}", config_path.display()));
+    let text =
+        std::fs::read_to_string(&config_path).map_err(|e| EngineError::io(&config_path, e))?;
+    let json: serde_json::Value = serde_json::from_str(&text).map_err(|e| {
+        EngineError::Checkpoint(format!("{}: invalid JSON: {e}", config_path.display()))
+    })?;
+    let bad =
+        |reason: String| EngineError::Checkpoint(format!("{}: {reason}", config_path.display()));
     if json.get("peft_type").and_then(|v| v.as_str()) != Some("LORA") {
         return Err(bad("peft_type must be \"LORA\"".into()));
     }
@@ -99,11 +106,19 @@ pub fn load_adapter<B: Backend>(
         }
     }
     for pattern in ["rank_pattern", "alpha_pattern"] {
-        if json.get(pattern).and_then(|v| v.as_object()).is_some_and(|m| !m.is_empty()) {
+        if json
+            .get(pattern)
+            .and_then(|v| v.as_object())
+            .is_some_and(|m| !m.is_empty())
+        {
             return Err(bad(format!("{pattern} is not supported")));
         }
     }
-    if json.get("bias").and_then(|v| v.as_str()).is_some_and(|b| b != "none") {
+    if json
+        .get("bias")
+        .and_then(|v| v.as_str())
+        .is_some_and(|b| b != "none")
+    {
         return Err(bad("only bias = \"none\" is supported".into()));
     }
 
@@ -119,7 +134,10 @@ pub fn load_adapter<B: Backend>(
             for (is_b, peft_shape) in [(false, [rank, d_in]), (true, [d_out, rank])] {
                 let key = peft_key(layer, target, is_b);
                 let view = file.tensor(&key).map_err(|_| {
-                    EngineError::Checkpoint(format!("{}: tensor {key} is missing", weights_path.display()))
+                    EngineError::Checkpoint(format!(
+                        "{}: tensor {key} is missing",
+                        weights_path.display()
+                    ))
                 })?;
                 if view.shape() != peft_shape {
                     return Err(EngineError::Checkpoint(format!(
@@ -130,11 +148,17 @@ pub fn load_adapter<B: Backend>(
                     )));
                 }
                 let values = view_to_f32(&view).map_err(|reason| {
-                    EngineError::Checkpoint(format!("{}: tensor {key}: {reason}", weights_path.display()))
+                    EngineError::Checkpoint(format!(
+                        "{}: tensor {key}: {reason}",
+                        weights_path.display()
+                    ))
                 })?;
                 let [rows, cols] = peft_shape;
                 let ours = transpose(&values, rows, cols);
-                params.push(Tensor::from_data(TensorData::new(ours, [cols, rows]), device));
+                params.push(Tensor::from_data(
+                    TensorData::new(ours, [cols, rows]),
+                    device,
+                ));
                 used.insert(key);
             }
         }

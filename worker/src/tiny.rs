@@ -53,10 +53,18 @@ fn corpus() -> Vec<String> {
         solve compute please give only tell me red blue green yellow purple orange colour color \
         animal cat dog horse bird fish cook bake boil pan oven salt sugar flour bread soup garden \
         flower tree river mountain sea sky sun moon star poem song story happy quiet gentle bright";
-    let mut lines: Vec<String> = WORDS.split_whitespace().map(|w| format!("{w} {w}. ")).collect();
+    let mut lines: Vec<String> = WORDS
+        .split_whitespace()
+        .map(|w| format!("{w} {w}. "))
+        .collect();
     lines.push(WORDS.to_string());
     for n in 0..400 {
-        lines.push(format!("{n} + {} = {} ; {n} * 3 = {} ; {n:b}", n % 17, n + n % 17, n * 3));
+        lines.push(format!(
+            "{n} + {} = {} ; {n} * 3 = {} ; {n:b}",
+            n % 17,
+            n + n % 17,
+            n * 3
+        ));
     }
     for name in ["system", "user", "assistant"] {
         lines.push(format!("<|im_start|>{name}\nhello<|im_end|>\n"));
@@ -117,7 +125,8 @@ pub fn write_tiny_model(out: &Path, seed: u64) -> Result<(), EngineError> {
     });
     write_safetensors(&out.join("model.safetensors"), &tensors, false)?;
     let config_path = out.join("config.json");
-    let text = serde_json::to_string_pretty(&config.to_hf_json()).map_err(|e| EngineError::io(&config_path, e))?;
+    let text = serde_json::to_string_pretty(&config.to_hf_json())
+        .map_err(|e| EngineError::io(&config_path, e))?;
     std::fs::write(&config_path, text).map_err(|e| EngineError::io(&config_path, e))?;
     let tokenizer_path = out.join("tokenizer.json");
     std::fs::write(&tokenizer_path, tokenizer_json).map_err(|e| EngineError::io(&tokenizer_path, e))
@@ -149,7 +158,10 @@ mod tests {
         assert!(ids.contains(&2));
         let text = "Größe 東京 🙂 and plain words";
         let encoded = tokenizer.encode(text, false).expect("encodes");
-        assert_eq!(tokenizer.decode(encoded.get_ids(), false).expect("decodes"), text);
+        assert_eq!(
+            tokenizer.decode(encoded.get_ids(), false).expect("decodes"),
+            text
+        );
     }
 
     #[test]

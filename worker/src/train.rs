@@ -44,14 +44,16 @@ pub struct TrainStats {
 
 /// Optimizer steps of one epoch over `rows` rows.
 pub fn steps_per_epoch(rows: usize, config: &TrainingConfig) -> usize {
-    rows.div_ceil(config.micro_batch.max(1)).div_ceil(config.grad_accum.max(1))
+    rows.div_ceil(config.micro_batch.max(1))
+        .div_ceil(config.grad_accum.max(1))
 }
 
 /// The row order of `epoch`: file order, or a permutation drawn from the seed and epoch.
 fn epoch_order(rows: usize, config: &TrainingConfig, epoch: usize) -> Vec<usize> {
     let mut order: Vec<usize> = (0..rows).collect();
     if config.shuffle {
-        let mut rng = StdRng::seed_from_u64(config.seed ^ (epoch as u64).wrapping_mul(0x9E37_79B9_7F4A_7C15));
+        let mut rng =
+            StdRng::seed_from_u64(config.seed ^ (epoch as u64).wrapping_mul(0x9E37_79B9_7F4A_7C15));
         order.shuffle(&mut rng);
     }
     order
@@ -91,24 +93,38 @@ pub fn train<B: Backend>(
             let mut grads: Option<Vec<Tensor<B, 2>>> = None;
             if group_tokens > 0 {
                 for batch in group {
-                    let leaves = adapter.map(|t| Tensor::<Autodiff<B>, 2>::from_inner(t).require_grad());
+                    let leaves =
+                        adapter.map(|t| Tensor::<Autodiff<B>, 2>::from_inner(t).require_grad());
                     let context = LoraContext::new(&leaves, config.lora_dropout);
                     let logits = lifted.forward(batch.ids_tensor(&device), Some(&context));
-                    let loss = batch.token_losses(logits).sum().div_scalar(group_tokens as f64);
+                    let loss = batch
+                        .token_losses(logits)
+                        .sum()
+                        .div_scalar(group_tokens as f64);
                     let gradients = loss.backward();
                     step_loss += f64::from(loss.into_scalar().elem::<f32>());
                     let batch_grads: Vec<Tensor<B, 2>> = leaves
                         .params
                         .iter()
-                        .map(|p| p.grad(&gradients).unwrap_or_else(|| p.clone().inner().zeros_like()))
+                        .map(|p| {
+                            p.grad(&gradients)
+                                .unwrap_or_else(|| p.clone().inner().zeros_like())
+                        })
                         .collect();
                     grads = Some(match grads {
                         None => batch_grads,
-                        Some(acc) => acc.into_iter().zip(batch_grads).map(|(a, g)| a + g).collect(),
+                        Some(acc) => acc
+                            .into_iter()
+                            .zip(batch_grads)
+                            .map(|(a, g)| a + g)
+                            .collect(),
                     });
                 }
                 if !step_loss.is_finite() {
-                    return Err(EngineError::Diverged(format!("step {} loss is {step_loss}", step + 1)));
+                    return Err(EngineError::Diverged(format!(
+                        "step {} loss is {step_loss}",
+                        step + 1
+                    )));
                 }
             }
             let norm = match grads {
@@ -132,4 +148,3 @@ pub fn train<B: Backend>(
     }
     Ok((adapter, stats))
 }
-

@@ -7,8 +7,10 @@ use protocol::dataset::Row;
 use worker::chat::ChatTokenizer;
 
 fn qwen_tokenizer() -> ChatTokenizer {
-    let path = PathBuf::from(env!("CARGO_MANIFEST_DIR")).join("../../shared/fixtures/qwen2.5-tokenizer/tokenizer.json");
-    ChatTokenizer::load(&path).unwrap_or_else(|e| panic!("the Qwen2.5 tokenizer fixture is required: {e}"))
+    let path = PathBuf::from(env!("CARGO_MANIFEST_DIR"))
+        .join("../../shared/fixtures/qwen2.5-tokenizer/tokenizer.json");
+    ChatTokenizer::load(&path)
+        .unwrap_or_else(|e| panic!("the Qwen2.5 tokenizer fixture is required: {e}"))
 }
 
 #[test]
@@ -51,6 +53,10 @@ fn assistant_prefix_is_not_in_the_loss_but_im_end_newline_is() {
     let n = ex.ids.len();
     assert_eq!(&ex.ids[n - 2..], &[151645, 198]);
     assert_eq!(&ex.mask[n - 3..], &[1, 1, 1]);
-    let prefix_end = ex.ids.iter().rposition(|id| *id == 151644).expect("im_start");
+    let prefix_end = ex
+        .ids
+        .iter()
+        .rposition(|id| *id == 151644)
+        .expect("im_start");
     assert!(ex.mask[..=prefix_end + 2].iter().all(|m| *m == 0));
 }

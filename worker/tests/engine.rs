@@ -74,7 +74,11 @@ fn worker_eval_cli_trains_two_epochs_and_beats_the_base_model() {
             .arg(&config)
             .output()
             .expect("worker runs");
-        assert!(out.status.success(), "worker eval failed: {}", String::from_utf8_lossy(&out.stderr));
+        assert!(
+            out.status.success(),
+            "worker eval failed: {}",
+            String::from_utf8_lossy(&out.stderr)
+        );
         serde_json::from_slice(&out.stdout).expect("one JSON object on stdout")
     };
     let base = run(0);
@@ -89,8 +93,14 @@ fn worker_eval_cli_trains_two_epochs_and_beats_the_base_model() {
     for key in ["train_tokens", "seconds"] {
         assert!(tuned[key].as_f64().is_some_and(|v| v > 0.0), "{key}");
     }
-    let (base_loss, tuned_loss) = (base["eval_loss"].as_f64().expect("loss"), tuned["eval_loss"].as_f64().expect("loss"));
-    assert!(tuned_loss < base_loss, "tuned {tuned_loss} should be below base {base_loss}");
+    let (base_loss, tuned_loss) = (
+        base["eval_loss"].as_f64().expect("loss"),
+        tuned["eval_loss"].as_f64().expect("loss"),
+    );
+    assert!(
+        tuned_loss < base_loss,
+        "tuned {tuned_loss} should be below base {base_loss}"
+    );
 }
 
 #[test]
@@ -111,12 +121,19 @@ fn same_seed_same_loss_and_adapter_round_trips_through_peft_files() {
     let first = engine
         .run_job_with(&train, &eval, &config, &options, &never, &mut |_| {})
         .expect("job");
-    let second = engine.run_job(&train, &eval, &config, &never, &mut |_| {}).expect("job");
-    assert_eq!(first.eval_loss, second.eval_loss, "deterministic on one device");
+    let second = engine
+        .run_job(&train, &eval, &config, &never, &mut |_| {})
+        .expect("job");
+    assert_eq!(
+        first.eval_loss, second.eval_loss,
+        "deterministic on one device"
+    );
     assert_eq!(first.train_losses, second.train_losses);
     assert!(saved.join("adapter_model.safetensors").exists());
-    let config_json: serde_json::Value =
-        serde_json::from_str(&std::fs::read_to_string(saved.join("adapter_config.json")).expect("config")).expect("json");
+    let config_json: serde_json::Value = serde_json::from_str(
+        &std::fs::read_to_string(saved.join("adapter_config.json")).expect("config"),
+    )
+    .expect("json");
     assert_eq!(config_json["peft_type"], "LORA");
     assert_eq!(config_json["r"], 8);
     // Evaluating the saved adapter without training reproduces the trained model's loss.
@@ -124,7 +141,10 @@ fn same_seed_same_loss_and_adapter_round_trips_through_peft_files() {
         init_adapter: Some(saved),
         ..JobOptions::default()
     };
-    let eval_only = TrainingConfig { epochs: 0, ..config };
+    let eval_only = TrainingConfig {
+        epochs: 0,
+        ..config
+    };
     let reloaded = engine
         .run_job_with(&[], &eval, &eval_only, &reload, &never, &mut |_| {})
         .expect("eval with adapter");
@@ -194,9 +214,16 @@ fn broken_checkpoints_name_the_tensor_or_file() {
         .into_iter()
         .filter(|(name, _)| name != "model.layers.1.mlp.up_proj.weight")
         .collect();
-    std::fs::write(&weights, safetensors::serialize(keep, None).expect("serialize")).expect("write");
+    std::fs::write(
+        &weights,
+        safetensors::serialize(keep, None).expect("serialize"),
+    )
+    .expect("write");
     let err = load_err(&model);
-    assert!(err.contains("model.layers.1.mlp.up_proj.weight") && err.contains("missing"), "{err}");
+    assert!(
+        err.contains("model.layers.1.mlp.up_proj.weight") && err.contains("missing"),
+        "{err}"
+    );
 
     // A shape that does not fit config.json.
     std::fs::write(&weights, &original).expect("restore");
@@ -206,7 +233,10 @@ fn broken_checkpoints_name_the_tensor_or_file() {
     config["intermediate_size"] = serde_json::json!(96);
     std::fs::write(&config_path, config.to_string()).expect("write");
     let err = load_err(&model);
-    assert!(err.contains("model.layers.0.mlp.gate_proj.weight") && err.contains("shape"), "{err}");
+    assert!(
+        err.contains("model.layers.0.mlp.gate_proj.weight") && err.contains("shape"),
+        "{err}"
+    );
     std::fs::write(&config_path, &config_text).expect("restore");
 
     // Not a safetensors file at all.
@@ -229,7 +259,10 @@ fn tokenizer_without_chatml_tokens_is_refused() {
     let text = std::fs::read_to_string(&path).expect("tokenizer");
     std::fs::write(&path, text.replace("<|im_end|>", "<|im_stop|>")).expect("write");
     let err = load_err(&model);
-    assert!(err.contains("tokenizer.json") && err.contains("<|im_end|>"), "{err}");
+    assert!(
+        err.contains("tokenizer.json") && err.contains("<|im_end|>"),
+        "{err}"
+    );
 }
 
 #[test]
@@ -254,6 +287,9 @@ fn malformed_training_row_is_a_clear_error() {
         .expect("runs");
     assert!(!out.status.success());
     let stderr = String::from_utf8_lossy(&out.stderr);
-    assert!(stderr.contains("train.jsonl") && stderr.contains("line 2"), "{stderr}");
+    assert!(
+        stderr.contains("train.jsonl") && stderr.contains("line 2"),
+        "{stderr}"
+    );
     assert!(!stderr.contains("panicked"), "{stderr}");
 }

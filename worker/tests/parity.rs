@@ -53,11 +53,14 @@ fn examples(v: &Value) -> Vec<Example> {
 }
 
 fn model(dir: &Path) -> Qwen2<B> {
-    load_model::<B>(dir, &Default::default()).expect("model loads").model
+    load_model::<B>(dir, &Default::default())
+        .expect("model loads")
+        .model
 }
 
 fn adapter(name: &str, model: &Qwen2<B>) -> Adapter<B> {
-    load_adapter::<B>(&fixtures().join(name), &model.config, &Default::default()).expect("adapter loads")
+    load_adapter::<B>(&fixtures().join(name), &model.config, &Default::default())
+        .expect("adapter loads")
 }
 
 fn assert_rel(got: f64, want: f64, rel: f64, what: &str) {
@@ -72,12 +75,22 @@ fn assert_rel(got: f64, want: f64, rel: f64, what: &str) {
 fn assert_close_tensor(got: &[f64], want: &[f64], rel: f64, what: &str) {
     assert_eq!(got.len(), want.len(), "{what}: length");
     let scale = want.iter().fold(0.0f64, |m, v| m.max(v.abs()));
-    let worst = got.iter().zip(want).map(|(g, w)| (g - w).abs()).fold(0.0, f64::max);
-    assert!(worst <= rel * scale, "{what}: max abs diff {worst:.3e} > {rel:e} × {scale:.3}");
+    let worst = got
+        .iter()
+        .zip(want)
+        .map(|(g, w)| (g - w).abs())
+        .fold(0.0, f64::max);
+    assert!(
+        worst <= rel * scale,
+        "{what}: max abs diff {worst:.3e} > {rel:e} × {scale:.3}"
+    );
 }
 
 fn logits(model: &Qwen2<B>, adapter: Option<&Adapter<B>>, ids: &[i64]) -> Vec<f64> {
-    let input = Tensor::<B, 2, Int>::from_data(TensorData::new(ids.to_vec(), [1, ids.len()]), &Default::default());
+    let input = Tensor::<B, 2, Int>::from_data(
+        TensorData::new(ids.to_vec(), [1, ids.len()]),
+        &Default::default(),
+    );
     let context = adapter.map(|a| LoraContext::new(a, 0.0));
     tensor_values(model.forward(input, context.as_ref()))
         .into_iter()
@@ -108,8 +121,18 @@ fn logits_match_transformers_with_and_without_the_adapter() {
     let model = model(&fixtures());
     let adapter = adapter("adapter_init", &model);
     let ids: Vec<i64> = serde_json::from_value(r["logits_ids"].clone()).expect("ids");
-    assert_close_tensor(&logits(&model, None, &ids), &floats(&r["logits_base"]), 1e-4, "base logits");
-    assert_close_tensor(&logits(&model, Some(&adapter), &ids), &floats(&r["logits"]), 1e-4, "adapter logits");
+    assert_close_tensor(
+        &logits(&model, None, &ids),
+        &floats(&r["logits_base"]),
+        1e-4,
+        "base logits",
+    );
+    assert_close_tensor(
+        &logits(&model, Some(&adapter), &ids),
+        &floats(&r["logits"]),
+        1e-4,
+        "adapter logits",
+    );
 }
 
 #[test]
@@ -118,7 +141,12 @@ fn bf16_checkpoint_loads_and_gives_close_logits() {
     let model = model(&fixtures().join("model_bf16"));
     let ids: Vec<i64> = serde_json::from_value(r["logits_ids"].clone()).expect("ids");
     // bf16 keeps 8 bits of mantissa: the weights move by up to 2^-9 relative.
-    assert_close_tensor(&logits(&model, None, &ids), &floats(&r["logits_base"]), 5e-2, "bf16 logits");
+    assert_close_tensor(
+        &logits(&model, None, &ids),
+        &floats(&r["logits_base"]),
+        5e-2,
+        "bf16 logits",
+    );
 }
 
 #[test]
@@ -127,11 +155,24 @@ fn eval_losses_match_the_reference() {
     let model = model(&fixtures());
     let set = EvalSet::from_examples(examples(&r["examples_eval"]), 0);
     assert_eq!(set.rows() as u64, r["eval_rows"].as_u64().expect("rows"));
-    assert_eq!(set.skipped() as u64, r["eval_rows_skipped"].as_u64().expect("skipped"));
+    assert_eq!(
+        set.skipped() as u64,
+        r["eval_rows_skipped"].as_u64().expect("skipped")
+    );
     let base = eval_loss(&model, None, &set, 2).expect("eval");
-    assert_rel(base, r["base_eval_loss"].as_f64().expect("base"), 1e-4, "base eval loss");
+    assert_rel(
+        base,
+        r["base_eval_loss"].as_f64().expect("base"),
+        1e-4,
+        "base eval loss",
+    );
     let init = eval_loss(&model, Some(&adapter("adapter_init", &model)), &set, 3).expect("eval");
-    assert_rel(init, r["init_eval_loss"].as_f64().expect("init"), 1e-4, "eval loss with the initial adapter");
+    assert_rel(
+        init,
+        r["init_eval_loss"].as_f64().expect("init"),
+        1e-4,
+        "eval loss with the initial adapter",
+    );
 }
 
 fn check_training(max_grad_norm: f64, losses_key: &str, final_key: &str) {
@@ -158,24 +199,42 @@ fn check_training(max_grad_norm: f64, losses_key: &str, final_key: &str) {
         for (step, (got, want)) in stats.lrs.iter().zip(floats(&r["lrs"])).enumerate() {
             assert!((got - want).abs() <= 1e-12, "lr[{step}]: {got} vs {want}");
         }
-        for (step, (got, want)) in stats.grad_norms.iter().zip(floats(&r["grad_norms"])).enumerate() {
+        for (step, (got, want)) in stats
+            .grad_norms
+            .iter()
+            .zip(floats(&r["grad_norms"]))
+            .enumerate()
+        {
             assert_rel(*got, want, 1e-3, &format!("grad_norm[{step}]"));
         }
     }
     let final_loss = eval_loss(&model, Some(&trained), &eval_set, 4).expect("eval");
-    assert_rel(final_loss, r[final_key].as_f64().expect("final"), 1e-3, final_key);
+    assert_rel(
+        final_loss,
+        r[final_key].as_f64().expect("final"),
+        1e-3,
+        final_key,
+    );
 }
 
 #[test]
 fn training_matches_the_reference_step_by_step() {
     let r = reference();
-    check_training(r["config"]["max_grad_norm"].as_f64().expect("clip"), "train_losses", "final_eval_loss");
+    check_training(
+        r["config"]["max_grad_norm"].as_f64().expect("clip"),
+        "train_losses",
+        "final_eval_loss",
+    );
 }
 
 #[test]
 fn training_with_clipping_that_bites_matches_the_reference() {
     let r = reference();
-    check_training(r["config_clipped_max_grad_norm"].as_f64().unwrap_or(0.05), "train_losses_clipped", "final_eval_loss_clipped");
+    check_training(
+        r["config_clipped_max_grad_norm"].as_f64().unwrap_or(0.05),
+        "train_losses_clipped",
+        "final_eval_loss_clipped",
+    );
 }
 
 #[test]
@@ -183,6 +242,17 @@ fn peft_trained_adapter_gives_the_reference_final_loss() {
     let r = reference();
     let model = model(&fixtures());
     let eval_set = EvalSet::from_examples(examples(&r["examples_eval"]), 0);
-    let loss = eval_loss(&model, Some(&adapter("adapter_trained", &model)), &eval_set, 8).expect("eval");
-    assert_rel(loss, r["final_eval_loss"].as_f64().expect("final"), 1e-4, "PEFT-trained adapter eval loss");
+    let loss = eval_loss(
+        &model,
+        Some(&adapter("adapter_trained", &model)),
+        &eval_set,
+        8,
+    )
+    .expect("eval");
+    assert_rel(
+        loss,
+        r["final_eval_loss"].as_f64().expect("final"),
+        1e-4,
+        "PEFT-trained adapter eval loss",
+    );
 }

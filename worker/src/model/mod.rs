@@ -44,7 +44,11 @@ impl<B: Backend> Qwen2<B> {
     /// Logits `[batch, seq, vocab]` for token ids `[batch, seq]`, with the adapter when given.
     ///
     /// Attention is causal; sequences are right-padded, so padding never influences a real token.
-    pub fn forward(&self, ids: Tensor<B, 2, Int>, lora: Option<&LoraContext<'_, B>>) -> Tensor<B, 3> {
+    pub fn forward(
+        &self,
+        ids: Tensor<B, 2, Int>,
+        lora: Option<&LoraContext<'_, B>>,
+    ) -> Tensor<B, 3> {
         let hidden = self.hidden_states(ids, lora);
         self.lm_head(hidden)
     }

@@ -1,0 +1,93 @@
+//! The epoch report: one line per miner with what the validator decided and why.
+
+use serde::{Deserialize, Serialize};
+
+/// One miner's line in the epoch report.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+pub struct MinerLine {
+    /// The miner's uid.
+    pub uid: u16,
+    /// The miner's hotkey (SS58).
+    pub hotkey: String,
+    /// The block its commitment landed in, when it has one.
+    pub commit_block: Option<u64>,
+    /// Rows used for training, when the dataset was valid.
+    pub rows: Option<usize>,
+    /// Eval loss after LoRA training, when it trained.
+    pub eval_loss: Option<f64>,
+    /// Whether the loss came from the cache rather than training this epoch.
+    pub cached: bool,
+    /// Fraction of pairwise comparisons won.
+    pub win_rate: Option<f64>,
+    /// This epoch's weight (softmax of win rates, or winner-takes-all).
+    pub epoch_weight: f64,
+    /// The moving-average score after this epoch.
+    pub score: f64,
+    /// The u16 weight set on chain.
+    pub weight_u16: u16,
+    /// Why the miner got no weight, or "" when it was scored.
+    pub reason: String,
+    /// Which worker trained it this epoch.
+    pub worker: Option<String>,
+}
+
+/// What one epoch did.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+pub struct EpochReport {
+    /// Epoch number (1-based, persisted).
+    pub epoch: u64,
+    /// Chain block when the epoch started.
+    pub block: u64,
+    /// Jobs trained this epoch.
+    pub trained: usize,
+    /// Losses reused from the cache.
+    pub cached: usize,
+    /// Block at which weights were set, when they were.
+    pub weights_block: Option<u64>,
+    /// Why weights were not set, when they were not.
+    pub weights_note: String,
+    /// One line per miner, by uid.
+    pub miners: Vec<MinerLine>,
+}
+
+fn opt<T: std::fmt::Display>(v: Option<T>) -> String {
+    v.map_or_else(|| "-".to_string(), |v| v.to_string())
+}
+
+impl std::fmt::Display for EpochReport {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        writeln!(
+            f,
+            "epoch {} at block {}: {} trained, {} cached",
+            self.epoch, self.block, self.trained, self.cached
+        )?;
+        writeln!(
+            f,
+            "{:>4}  {:<12}  {:>7}  {:>5}  {:>9}  {:>8}  {:>8}  {:>6}  reason",
+            "uid", "hotkey", "commit", "rows", "loss", "win_rate", "weight", "u16"
+        )?;
+        for m in &self.miners {
+            let hotkey: String = m.hotkey.chars().take(12).collect();
+            let loss = m
+                .eval_loss
+                .map_or_else(|| "-".into(), |l| format!("{l:.5}{}", if m.cached { "*" } else { "" }));
+            writeln!(
+                f,
+                "{:>4}  {:<12}  {:>7}  {:>5}  {:>9}  {:>8}  {:>8.4}  {:>6}  {}",
+                m.uid,
+                hotkey,
+                opt(m.commit_block),
+                opt(m.rows),
+                loss,
+                m.win_rate.map_or_else(|| "-".into(), |w| format!("{w:.3}")),
+                m.epoch_weight,
+                m.weight_u16,
+                m.reason
+            )?;
+        }
+        match self.weights_block {
+            Some(block) => write!(f, "weights set at block {block}"),
+            None => write!(f, "weights not set: {}", self.weights_note),
+        }
+    }
+}
