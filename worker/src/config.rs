@@ -39,6 +39,13 @@ pub struct Qwen2Config {
     /// The HF model type; only "qwen2" is supported.
     #[serde(default = "default_model_type")]
     pub model_type: String,
+    /// transformers ≥ 5 writes `{"rope_type": "default", "rope_theta": θ}` here instead of a
+    /// top-level `rope_theta`; [`Qwen2Config::load`] folds it into `rope_theta`.
+    #[serde(default, skip_serializing)]
+    pub rope_parameters: Option<serde_json::Value>,
+    /// transformers 4 rope scaling (YaRN, dynamic ...); only `null` is supported.
+    #[serde(default, skip_serializing)]
+    pub rope_scaling: Option<serde_json::Value>,
 }
 
 fn default_rope_theta() -> f64 {
@@ -61,16 +68,43 @@ impl Qwen2Config {
     /// Reads and checks `config.json`.
     pub fn load(path: &Path) -> Result<Self, EngineError> {
         let text = std::fs::read_to_string(path).map_err(|e| EngineError::io(path, e))?;
-        let config: Self = serde_json::from_str(&text).map_err(|e| {
+        let mut config: Self = serde_json::from_str(&text).map_err(|e| {
             EngineError::Checkpoint(format!(
                 "{}: not a valid Qwen2 config.json: {e}",
                 path.display()
             ))
         })?;
         config
+            .resolve_rope()
+            .map_err(|reason| EngineError::Checkpoint(format!("{}: {reason}", path.display())))?;
+        config
             .validate()
             .map_err(|reason| EngineError::Checkpoint(format!("{}: {reason}", path.display())))?;
         Ok(config)
+    }
+
+    /// Folds transformers-5 `rope_parameters` into `rope_theta` and refuses RoPE scaling.
+    pub fn resolve_rope(&mut self) -> Result<(), String> {
+        if self.rope_scaling.as_ref().is_some_and(|v| !v.is_null()) {
+            return Err("rope_scaling is not supported (only plain RoPE)".into());
+        }
+        if let Some(params) = self.rope_parameters.take().filter(|v| !v.is_null()) {
+            let kind = params
+                .get("rope_type")
+                .and_then(|v| v.as_str())
+                .unwrap_or("default");
+            if kind != "default" {
+                return Err(format!(
+                    "rope_parameters.rope_type {kind:?} is not supported (only \"default\")"
+                ));
+            }
+            if let Some(theta) = params.get("rope_theta") {
+                self.rope_theta = theta
+                    .as_f64()
+                    .ok_or_else(|| "rope_parameters.rope_theta must be a number".to_string())?;
+            }
+        }
+        Ok(())
     }
 
     /// Checks that the architecture is one this engine implements.

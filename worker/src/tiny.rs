@@ -34,6 +34,8 @@ pub fn tiny_config(vocab_size: usize) -> Qwen2Config {
         max_position_embeddings: 4096,
         hidden_act: "silu".into(),
         model_type: "qwen2".into(),
+        rope_parameters: None,
+        rope_scaling: None,
     }
 }
 
