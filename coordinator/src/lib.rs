@@ -1,1 +1,7 @@
-//! Validator.
+//! The Murmuration validator: chain and hub access, dataset checks, the EvalQueue, in-process
+//! workers, scoring, weights and persisted state, driven by the `Coordinator` actor.
+
+pub mod chain;
+pub mod keys;
+pub mod report;
+pub mod worker_actor;

@@ -68,9 +68,10 @@ impl std::fmt::Display for EpochReport {
         )?;
         for m in &self.miners {
             let hotkey: String = m.hotkey.chars().take(12).collect();
-            let loss = m
-                .eval_loss
-                .map_or_else(|| "-".into(), |l| format!("{l:.5}{}", if m.cached { "*" } else { "" }));
+            let loss = m.eval_loss.map_or_else(
+                || "-".into(),
+                |l| format!("{l:.5}{}", if m.cached { "*" } else { "" }),
+            );
             writeln!(
                 f,
                 "{:>4}  {:<12}  {:>7}  {:>5}  {:>9}  {:>8}  {:>8.4}  {:>6}  {}",

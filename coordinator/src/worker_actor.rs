@@ -103,7 +103,11 @@ impl Actor for WorkerActor {
     type State = WorkerState;
     type Arguments = WorkerArgs;
 
-    async fn pre_start(&self, _me: ActorRef<Self::Msg>, args: WorkerArgs) -> Result<WorkerState, ActorProcessingErr> {
+    async fn pre_start(
+        &self,
+        _me: ActorRef<Self::Msg>,
+        args: WorkerArgs,
+    ) -> Result<WorkerState, ActorProcessingErr> {
         let (requests, inbox) = mpsc::channel::<EngineRequest>();
         let (ready_tx, ready_rx) = tokio::sync::oneshot::channel::<Result<String, String>>();
         let name = args.device.to_string();
@@ -124,7 +128,12 @@ impl Actor for WorkerActor {
         })
     }
 
-    async fn handle(&self, _me: ActorRef<Self::Msg>, msg: WorkerMsg, state: &mut WorkerState) -> Result<(), ActorProcessingErr> {
+    async fn handle(
+        &self,
+        _me: ActorRef<Self::Msg>,
+        msg: WorkerMsg,
+        state: &mut WorkerState,
+    ) -> Result<(), ActorProcessingErr> {
         match msg {
             WorkerMsg::Status(reply) => {
                 let status = state.status.lock().map(|s| s.clone()).unwrap_or_default();
@@ -222,7 +231,14 @@ fn engine_thread(
         }
         let started = Instant::now();
         let result = engine.run_job(&job.rows, &eval, &job.config, &request.cancel, &mut |p| {
-            tracing::debug!(job = job.id, uid = job.uid, step = p.step, of = p.total_steps, loss = p.loss, "step");
+            tracing::debug!(
+                job = job.id,
+                uid = job.uid,
+                step = p.step,
+                of = p.total_steps,
+                loss = p.loss,
+                "step"
+            );
         });
         match &result {
             Ok(r) => tracing::info!(
