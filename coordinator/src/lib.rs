@@ -2,6 +2,8 @@
 //! workers, scoring, weights and persisted state, driven by the `Coordinator` actor.
 
 pub mod chain;
+pub mod hub;
 pub mod keys;
 pub mod report;
+pub mod state;
 pub mod worker_actor;
