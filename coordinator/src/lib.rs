@@ -5,5 +5,6 @@ pub mod chain;
 pub mod hub;
 pub mod keys;
 pub mod report;
+pub mod scoring;
 pub mod state;
 pub mod worker_actor;
