@@ -1,9 +1,14 @@
 //! The Murmuration validator: chain and hub access, dataset checks, the EvalQueue, in-process
 //! workers, scoring, weights and persisted state, driven by the `Coordinator` actor.
 
+pub mod actor;
+pub mod audit;
+pub mod bootstrap;
 pub mod chain;
+pub mod epoch;
 pub mod hub;
 pub mod keys;
+pub mod metrics;
 pub mod report;
 pub mod scoring;
 pub mod state;

@@ -51,6 +51,8 @@ pub struct WorkerStatus {
     pub current: Option<(u64, u16)>,
     /// Jobs finished since start.
     pub jobs_done: u64,
+    /// SHA-256 of the loaded model.
+    pub model_id: String,
 }
 
 /// Messages a worker actor understands.
@@ -122,6 +124,7 @@ impl Actor for WorkerActor {
             requests,
             status: Arc::new(Mutex::new(WorkerStatus {
                 name,
+                model_id: model_id.clone(),
                 ..WorkerStatus::default()
             })),
             model_id,

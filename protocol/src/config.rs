@@ -218,8 +218,10 @@ pub struct DevnetConfig {
     pub weights_rate_limit: u64,
     /// Wall time of one block.
     pub block_time_ms: u64,
-    /// Register the demo miners of `eval_data/demo` on first run.
+    /// Register the demo miners of `demo_dir` on first run.
     pub demo_miners: bool,
+    /// Where the demo miners' datasets are.
+    pub demo_dir: String,
 }
 
 impl Default for DevnetConfig {
@@ -229,6 +231,7 @@ impl Default for DevnetConfig {
             weights_rate_limit: 100,
             block_time_ms: 12_000,
             demo_miners: true,
+            demo_dir: "eval_data/demo".into(),
         }
     }
 }

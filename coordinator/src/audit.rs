@@ -1,0 +1,144 @@
+//! `coordinator score`: the scoring of one epoch recomputed from a JSON list of
+//! `{uid, block, loss|null, hash?}`, with the same functions the validator uses, so anyone can
+//! audit a weight vector.
+
+use std::collections::BTreeMap;
+
+use protocol::config::{ScoringConfig, ScoringPolicy};
+use serde::Deserialize;
+
+use crate::scoring::{
+    content_duplicates, epoch_weights, loss_duplicates, to_u16_weights, win_rates, winner_takes_all, DatasetIdentity,
+    ScoredMiner,
+};
+
+#[derive(Deserialize)]
+#[serde(deny_unknown_fields)]
+struct Input {
+    uid: u16,
+    block: u64,
+    loss: Option<f64>,
+    #[serde(default)]
+    hash: Option<String>,
+}
+
+/// Scores the miners described by `input` (a JSON array) and returns the JSON result:
+/// `{"policy", "miners": [{uid, block, loss, win_rate, weight, u16, reason}]}` sorted by uid.
+pub fn score_audit(input: &str, scoring: &ScoringConfig) -> Result<serde_json::Value, String> {
+    let raw: Vec<serde_json::Value> = serde_json::from_str(input).map_err(|e| format!("input is not a JSON array: {e}"))?;
+    let mut miners = Vec::with_capacity(raw.len());
+    for (i, value) in raw.into_iter().enumerate() {
+        let m: Input = serde_json::from_value(value).map_err(|e| format!("[{i}]: {e}"))?;
+        if m.loss.is_some_and(|l| !l.is_finite()) {
+            return Err(format!("[{i}].loss: must be a finite number or null"));
+        }
+        if miners.iter().any(|o: &Input| o.uid == m.uid) {
+            return Err(format!("[{i}].uid: {} appears twice", m.uid));
+        }
+        miners.push(m);
+    }
+    let mut reasons: BTreeMap<u16, String> = BTreeMap::new();
+    let no_rows: Vec<String> = Vec::new();
+    let identities: Vec<DatasetIdentity<'_>> = miners
+        .iter()
+        .filter(|m| m.loss.is_some())
+        .filter_map(|m| {
+            m.hash.as_deref().map(|h| DatasetIdentity {
+                uid: m.uid,
+                commit_block: m.block,
+                content_hash: h,
+                rows: &no_rows,
+            })
+        })
+        .collect();
+    for (uid, original) in content_duplicates(&identities, 1.0) {
+        reasons.insert(uid, format!("duplicate of uid {original}"));
+    }
+    let mut scored: Vec<ScoredMiner> = miners
+        .iter()
+        .filter(|m| !reasons.contains_key(&m.uid))
+        .filter_map(|m| {
+            m.loss.map(|eval_loss| ScoredMiner {
+                uid: m.uid,
+                commit_block: m.block,
+                eval_loss,
+            })
+        })
+        .collect();
+    for (uid, original) in loss_duplicates(&scored, scoring.duplicate_loss_rel) {
+        reasons.insert(uid, format!("duplicate of uid {original} (equal loss)"));
+    }
+    scored.retain(|m| !reasons.contains_key(&m.uid));
+    for m in &miners {
+        if m.loss.is_none() {
+            reasons.insert(m.uid, "no loss".into());
+        }
+    }
+    let rates = win_rates(&scored, scoring.epsilon);
+    let weights = match scoring.policy {
+        ScoringPolicy::WinRate => epoch_weights(&rates, scoring.temperature),
+        ScoringPolicy::WinnerTakesAll => winner_takes_all(&scored).into_iter().map(|u| (u, 1.0)).collect(),
+    };
+    let u16s: BTreeMap<u16, u16> = to_u16_weights(&weights).into_iter().collect();
+    miners.sort_by_key(|m| m.uid);
+    let out: Vec<serde_json::Value> = miners
+        .iter()
+        .map(|m| {
+            serde_json::json!({
+                "uid": m.uid,
+                "block": m.block,
+                "loss": m.loss,
+                "win_rate": rates.get(&m.uid),
+                "weight": weights.get(&m.uid).copied().unwrap_or(0.0),
+                "u16": u16s.get(&m.uid).copied().unwrap_or(0),
+                "reason": reasons.get(&m.uid).cloned().unwrap_or_default(),
+            })
+        })
+        .collect();
+    let policy = match scoring.policy {
+        ScoringPolicy::WinRate => "win_rate",
+        ScoringPolicy::WinnerTakesAll => "winner_takes_all",
+    };
+    Ok(serde_json::json!({ "policy": policy, "miners": out }))
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn audit_scores_failures_duplicates_and_the_field() {
+        let input = r#"[
+            {"uid": 2, "block": 5, "loss": 1.2, "hash": "h2"},
+            {"uid": 0, "block": 10, "loss": 1.0, "hash": "h0"},
+            {"uid": 1, "block": 20, "loss": 0.97},
+            {"uid": 3, "block": 30, "loss": 0.5, "hash": "h0"},
+            {"uid": 4, "block": 1, "loss": null}
+        ]"#;
+        let out = score_audit(input, &ScoringConfig::default()).expect("scores");
+        let miners = out["miners"].as_array().expect("miners");
+        assert_eq!(miners.iter().map(|m| m["uid"].as_u64().unwrap_or(99)).collect::<Vec<_>>(), vec![0, 1, 2, 3, 4]);
+        // Same field as scoring::tests: win rates 1, 0.5, 0 for uids 0, 1, 2.
+        assert_eq!(miners[0]["win_rate"], 1.0);
+        assert_eq!(miners[1]["win_rate"], 0.5);
+        assert_eq!(miners[2]["win_rate"], 0.0);
+        assert_eq!(miners[0]["u16"], 65535);
+        assert_eq!(miners[3]["reason"], "duplicate of uid 0");
+        assert_eq!(miners[3]["u16"], 0);
+        assert_eq!(miners[4]["reason"], "no loss");
+        let total: f64 = miners.iter().map(|m| m["weight"].as_f64().unwrap_or(0.0)).sum();
+        assert!((total - 1.0).abs() < 1e-12);
+    }
+
+    #[test]
+    fn bad_input_names_the_index_and_field() {
+        let e = score_audit(r#"[{"uid": 1, "block": 2, "loss": 1.0}, {"uid": 2, "loss": 1.0}]"#, &ScoringConfig::default())
+            .expect_err("missing block");
+        assert!(e.starts_with("[1]") && e.contains("block"), "{e}");
+        let e = score_audit("{}", &ScoringConfig::default()).expect_err("not an array");
+        assert!(e.contains("JSON array"), "{e}");
+        let e = score_audit(r#"[{"uid": 1, "block": 2, "loss": 1.0, "extra": 1}]"#, &ScoringConfig::default())
+            .expect_err("unknown field");
+        assert!(e.contains("extra"), "{e}");
+    }
+}

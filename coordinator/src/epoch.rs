@@ -1,0 +1,416 @@
+//! One validator epoch, as data flows (DESIGN.md §2): sync the metagraph and commitments, fetch
+//! and check every dataset, drop duplicates, select what to train (EvalQueue), train on the
+//! workers longest job first, score, emit weights, persist, report.
+//!
+//! Every state change is written before it is acted on: a job is recorded before it is sent, its
+//! outcome is stored under its cache key as it arrives, weights are queued before they are sent.
+
+use std::collections::{BTreeMap, VecDeque};
+use std::sync::atomic::{AtomicU64, Ordering};
+use std::sync::{Arc, Mutex};
+use std::time::Duration;
+
+use protocol::commitment::Commitment;
+use protocol::config::{ClusterConfig, ScoringPolicy};
+use protocol::dataset::{parse_dataset, Dataset};
+use ractor::ActorRef;
+
+use crate::chain::{Chain, ChainError};
+use crate::hub::Hub;
+use crate::keys::Signer;
+use crate::metrics::Metrics;
+use crate::report::{EpochReport, MinerLine};
+use crate::scoring::{
+    content_duplicates, epoch_weights, loss_duplicates, moving_average, select_for_evaluation, to_u16_weights,
+    win_rates, winner_takes_all, Candidate, DatasetIdentity, ScoredMiner,
+};
+use crate::state::{CacheKey, PendingWeights, State, StateError};
+use crate::worker_actor::{Job, JobOutcome, WorkerMsg};
+
+/// Why an epoch could not run (a miner's problem never is one: it is recorded as its reason).
+#[derive(Debug, thiserror::Error)]
+pub enum EpochError {
+    /// The chain could not be read.
+    #[error(transparent)]
+    Chain(#[from] ChainError),
+    /// The state database failed.
+    #[error(transparent)]
+    State(#[from] StateError),
+    /// Our own hotkey is not a neuron of the subnet.
+    #[error("the validator hotkey {0} is not registered on netuid {1}")]
+    NotRegistered(String, u16),
+    /// No worker is available.
+    #[error("no worker is running")]
+    NoWorkers,
+}
+
+/// A worker the coordinator can send jobs to.
+#[derive(Clone)]
+pub struct WorkerHandle {
+    /// For reports and logs, e.g. `cpu`.
+    pub name: String,
+    /// The worker actor.
+    pub actor: ActorRef<WorkerMsg>,
+}
+
+/// Everything an epoch needs.
+pub struct Validator {
+    /// The configuration.
+    pub config: ClusterConfig,
+    /// Chain access.
+    pub chain: Arc<dyn Chain>,
+    /// Dataset access.
+    pub hub: Arc<dyn Hub>,
+    /// Persisted state.
+    pub state: Arc<State>,
+    /// Our hotkey.
+    pub signer: Signer,
+    /// The workers.
+    pub workers: Vec<WorkerHandle>,
+    /// SHA-256 of the eval set's canonical rows.
+    pub eval_hash: String,
+    /// SHA-256 of the base model.
+    pub model_id: String,
+    /// Counters for the Prometheus endpoint.
+    pub metrics: Arc<Metrics>,
+    /// Job ids handed out so far.
+    pub next_job: AtomicU64,
+}
+
+/// Where one miner stands during the epoch.
+struct Entry {
+    line: MinerLine,
+    dataset: Option<(Commitment, Dataset, usize)>,
+}
+
+impl Validator {
+    fn cache_key(&self, revision: &str) -> CacheKey {
+        CacheKey {
+            revision: revision.to_string(),
+            eval_hash: self.eval_hash.clone(),
+            model_id: self.model_id.clone(),
+            config_hash: self.config.training.hash(),
+        }
+    }
+
+    /// Runs (or resumes) one epoch and returns its report.
+    pub async fn run_epoch(&self) -> Result<EpochReport, EpochError> {
+        let netuid = self.config.netuid;
+        let metagraph = self.chain.metagraph(netuid).await?;
+        let me = self.signer.account();
+        let own = metagraph
+            .neuron_of(&me)
+            .ok_or_else(|| EpochError::NotRegistered(me.to_ss58(), netuid))?
+            .uid;
+        let (epoch, block) = match self.state.open_epoch()? {
+            Some(open) => {
+                tracing::info!(epoch = open.0, "resuming an unfinished epoch");
+                open
+            }
+            None => (self.state.begin_epoch(metagraph.block)?, metagraph.block),
+        };
+        self.metrics.epoch.store(epoch, Ordering::Relaxed);
+        let commitments: BTreeMap<_, _> = self
+            .chain
+            .commitments(netuid)
+            .await?
+            .into_iter()
+            .map(|c| (c.hotkey, (c.data, c.block)))
+            .collect();
+
+        // Sync, fetch and check.
+        let mut entries: BTreeMap<u16, Entry> = BTreeMap::new();
+        for neuron in metagraph.neurons.iter().filter(|n| n.uid != own) {
+            let mut line = MinerLine {
+                uid: neuron.uid,
+                hotkey: neuron.hotkey.to_ss58(),
+                commit_block: None,
+                rows: None,
+                eval_loss: None,
+                cached: false,
+                win_rate: None,
+                epoch_weight: 0.0,
+                score: 0.0,
+                weight_u16: 0,
+                reason: String::new(),
+                worker: None,
+            };
+            let dataset = match commitments.get(&neuron.hotkey) {
+                None => {
+                    line.reason = "no commitment".into();
+                    None
+                }
+                Some((data, commit_block)) => {
+                    line.commit_block = Some(*commit_block);
+                    match self.check_submission(neuron.uid, &line.hotkey, data, *commit_block, epoch).await {
+                        Ok((commitment, dataset, bytes)) => {
+                            line.rows = Some(dataset.rows.len());
+                            Some((commitment, dataset, bytes))
+                        }
+                        Err(reason) => {
+                            line.reason = reason;
+                            None
+                        }
+                    }
+                }
+            };
+            entries.insert(neuron.uid, Entry { line, dataset });
+        }
+
+        // Duplicates by content, before anything is trained.
+        let identities: Vec<DatasetIdentity<'_>> = entries
+            .values()
+            .filter_map(|e| {
+                e.dataset.as_ref().map(|(_, d, _)| DatasetIdentity {
+                    uid: e.line.uid,
+                    commit_block: e.line.commit_block.unwrap_or(u64::MAX),
+                    content_hash: &d.content_hash,
+                    rows: &d.canonical,
+                })
+            })
+            .collect();
+        let duplicates = content_duplicates(&identities, self.config.scoring.duplicate_overlap);
+        for (uid, original) in &duplicates {
+            if let Some(e) = entries.get_mut(uid) {
+                e.line.reason = format!("duplicate of uid {original}");
+                e.dataset = None;
+            }
+        }
+
+        // Select and train.
+        let scores = self.state.scores()?;
+        let mut candidates = Vec::new();
+        for e in entries.values() {
+            if let Some((commitment, _, _)) = &e.dataset {
+                if self.state.cached_outcome(&self.cache_key(&commitment.revision))?.is_none() {
+                    candidates.push(Candidate {
+                        uid: e.line.uid,
+                        commit_block: e.line.commit_block.unwrap_or(u64::MAX),
+                        ever_evaluated: self.state.ever_evaluated(&commitment.revision)?,
+                        score: scores.get(&e.line.uid).map_or(0.0, |s| s.1),
+                    });
+                }
+            }
+        }
+        let selected = select_for_evaluation(&candidates, self.config.coordinator.max_miners_per_epoch);
+        let jobs: Vec<(Job, CacheKey, usize)> = selected
+            .iter()
+            .filter_map(|uid| {
+                let (commitment, dataset, bytes) = entries.get(uid)?.dataset.as_ref()?;
+                Some((
+                    Job {
+                        id: self.next_job.fetch_add(1, Ordering::Relaxed),
+                        uid: *uid,
+                        rows: dataset.rows.clone(),
+                        config: self.config.training.clone(),
+                        timeout: Duration::from_secs(self.config.coordinator.job_timeout_secs),
+                    },
+                    self.cache_key(&commitment.revision),
+                    *bytes,
+                ))
+            })
+            .collect();
+        let trained_by = self.train(epoch, jobs).await?;
+
+        // Collect every valid submission's outcome under the current key.
+        let mut scored = Vec::new();
+        let mut cached = 0;
+        for e in entries.values_mut() {
+            let Some((commitment, _, _)) = &e.dataset else { continue };
+            let Some(json) = self.state.cached_outcome(&self.cache_key(&commitment.revision))? else {
+                e.line.reason = "waiting in the EvalQueue".into();
+                continue;
+            };
+            e.line.worker = trained_by.get(&e.line.uid).cloned();
+            e.line.cached = e.line.worker.is_none();
+            match serde_json::from_str::<JobOutcome>(&json) {
+                Ok(JobOutcome::Done(report)) => {
+                    cached += usize::from(e.line.cached);
+                    e.line.eval_loss = Some(report.eval_loss);
+                    scored.push(ScoredMiner {
+                        uid: e.line.uid,
+                        commit_block: e.line.commit_block.unwrap_or(u64::MAX),
+                        eval_loss: report.eval_loss,
+                    });
+                }
+                Ok(JobOutcome::Failed(reason)) => e.line.reason = format!("training failed: {reason}"),
+                Ok(JobOutcome::TimedOut { limit_secs }) => {
+                    e.line.reason = format!("training timed out after {limit_secs} s")
+                }
+                Err(err) => e.line.reason = format!("unreadable cached outcome: {err}"),
+            }
+        }
+        let loss_dups = loss_duplicates(&scored, self.config.scoring.duplicate_loss_rel);
+        scored.retain(|m| !loss_dups.contains_key(&m.uid));
+        for (uid, original) in &loss_dups {
+            if let Some(e) = entries.get_mut(uid) {
+                e.line.reason = format!("duplicate of uid {original} (equal loss)");
+            }
+        }
+
+        // Score.
+        let s = &self.config.scoring;
+        let hotkeys: BTreeMap<u16, String> = entries.values().map(|e| (e.line.uid, e.line.hotkey.clone())).collect();
+        let (epoch_w, new_scores) = match s.policy {
+            ScoringPolicy::WinRate => {
+                let rates = win_rates(&scored, s.epsilon);
+                for (uid, rate) in &rates {
+                    if let Some(e) = entries.get_mut(uid) {
+                        e.line.win_rate = Some(*rate);
+                    }
+                }
+                let w = epoch_weights(&rates, s.temperature);
+                let new = moving_average(&scores, &w, &hotkeys, s.alpha);
+                (w, new)
+            }
+            ScoringPolicy::WinnerTakesAll => {
+                let w: BTreeMap<u16, f64> = winner_takes_all(&scored).into_iter().map(|u| (u, 1.0)).collect();
+                let new = hotkeys
+                    .iter()
+                    .map(|(uid, h)| (*uid, (h.clone(), w.get(uid).copied().unwrap_or(0.0))))
+                    .collect();
+                (w, new)
+            }
+        };
+        self.state.set_scores(&new_scores)?;
+        let score_map: BTreeMap<u16, f64> = new_scores.iter().map(|(u, (_, s))| (*u, *s)).collect();
+        let emission = to_u16_weights(&score_map);
+        for e in entries.values_mut() {
+            e.line.epoch_weight = epoch_w.get(&e.line.uid).copied().unwrap_or(0.0);
+            e.line.score = score_map.get(&e.line.uid).copied().unwrap_or(0.0);
+            e.line.weight_u16 = emission.iter().find(|(u, _)| *u == e.line.uid).map_or(0, |(_, v)| *v);
+        }
+
+        // Emit.
+        let version_key = s.version_key.max(metagraph.weights_version_key);
+        let (weights_block, weights_note) = self
+            .emit(epoch, own, &emission, version_key, metagraph.weights_rate_limit, metagraph.commit_reveal_enabled)
+            .await?;
+
+        let report = EpochReport {
+            epoch,
+            block,
+            trained: trained_by.len(),
+            cached,
+            weights_block,
+            weights_note,
+            miners: entries.into_values().map(|e| e.line).collect(),
+        };
+        let json = serde_json::to_string(&report).map_err(|e| StateError(e.to_string()))?;
+        self.state.finish_epoch(epoch, &json)?;
+        self.metrics.record_report(&report);
+        Ok(report)
+    }
+
+    /// Parses, fetches and validates one miner's submission; the error is the miner's reason.
+    async fn check_submission(
+        &self,
+        uid: u16,
+        hotkey: &str,
+        data: &[u8],
+        commit_block: u64,
+        epoch: u64,
+    ) -> Result<(Commitment, Dataset, usize), String> {
+        let commitment = Commitment::from_bytes(data).map_err(|e| e.to_string())?;
+        self.state
+            .record_submission(uid, hotkey, &commitment.to_string(), commit_block, epoch)
+            .map_err(|e| e.to_string())?;
+        let limits = &self.config.dataset;
+        let bytes = self
+            .hub
+            .fetch(&commitment.repo, &commitment.revision, limits.max_file_bytes)
+            .await
+            .map_err(|e| format!("fetch {}: {e}", commitment.repo))?;
+        let dataset = parse_dataset(&bytes, limits).map_err(|e| format!("invalid dataset: {e}"))?;
+        Ok((commitment, dataset, bytes.len()))
+    }
+
+    /// Runs jobs on the workers, longest (by dataset bytes) first, each worker taking the next job
+    /// when it is free; every outcome is stored under its key as it arrives. Returns uid → worker.
+    async fn train(&self, epoch: u64, mut jobs: Vec<(Job, CacheKey, usize)>) -> Result<BTreeMap<u16, String>, EpochError> {
+        if jobs.is_empty() {
+            return Ok(BTreeMap::new());
+        }
+        if self.workers.is_empty() {
+            return Err(EpochError::NoWorkers);
+        }
+        jobs.sort_by(|a, b| b.2.cmp(&a.2).then(a.0.uid.cmp(&b.0.uid)));
+        let queue = Arc::new(Mutex::new(jobs.into_iter().collect::<VecDeque<_>>()));
+        let mut tasks = tokio::task::JoinSet::new();
+        for worker in self.workers.clone() {
+            let (queue, state, metrics) = (queue.clone(), self.state.clone(), self.metrics.clone());
+            tasks.spawn(async move {
+                let mut done = Vec::new();
+                loop {
+                    let next = queue.lock().ok().and_then(|mut q| q.pop_front());
+                    let Some((job, key, _)) = next else { break };
+                    let (uid, id) = (job.uid, job.id);
+                    let run = state.begin_job(epoch, uid, &key.revision)?;
+                    tracing::info!(job = id, uid, worker = %worker.name, rows = job.rows.len(), "training");
+                    let outcome = match ractor::call!(worker.actor, WorkerMsg::Run, job) {
+                        Ok(outcome) => outcome,
+                        Err(e) => JobOutcome::Failed(format!("worker {} did not answer: {e}", worker.name)),
+                    };
+                    metrics.record_outcome(uid, &outcome);
+                    let json = serde_json::to_string(&outcome).map_err(|e| StateError(e.to_string()))?;
+                    state.finish_job(run, &key, &json, &worker.name)?;
+                    done.push((uid, worker.name.clone()));
+                }
+                Ok::<_, StateError>(done)
+            });
+        }
+        let mut trained = BTreeMap::new();
+        while let Some(result) = tasks.join_next().await {
+            let done = result.map_err(|e| StateError(format!("worker task: {e}")))??;
+            trained.extend(done);
+        }
+        Ok(trained)
+    }
+
+    /// Sets weights when the rate limit allows: queued in the state first, then sent, then marked
+    /// sent. Returns the inclusion block, or a note saying why nothing was sent.
+    async fn emit(
+        &self,
+        epoch: u64,
+        own: u16,
+        emission: &[(u16, u16)],
+        version_key: u64,
+        rate_limit: u64,
+        commit_reveal: bool,
+    ) -> Result<(Option<u64>, String), EpochError> {
+        if emission.is_empty() {
+            return Ok((None, "no miner has a positive score".into()));
+        }
+        if commit_reveal {
+            return Ok((None, "the subnet requires commit-reveal, which the devnet client does not send".into()));
+        }
+        let now = self.chain.current_block().await?;
+        if let (_, Some(last)) = self.chain.weights(self.config.netuid, own).await? {
+            let since = now.saturating_sub(last);
+            if since < rate_limit {
+                return Ok((None, format!("rate limited: last set at block {last}, {} block(s) to wait", rate_limit - since)));
+            }
+        }
+        self.state.queue_weights(&PendingWeights {
+            epoch,
+            weights: emission.to_vec(),
+            version_key,
+            created_block: now,
+        })?;
+        let (uids, values): (Vec<u16>, Vec<u16>) = emission.iter().copied().unzip();
+        match self
+            .chain
+            .set_weights(&self.signer, self.config.netuid, &uids, &values, version_key)
+            .await
+        {
+            Ok(block) => {
+                self.state.mark_weights_sent(epoch, block)?;
+                Ok((Some(block), String::new()))
+            }
+            Err(ChainError::RateLimited { blocks_left }) => {
+                Ok((None, format!("rate limited: {blocks_left} block(s) to wait")))
+            }
+            Err(e) => Err(e.into()),
+        }
+    }
+}
