@@ -20,11 +20,20 @@ impl Actor for Coordinator {
     type State = Validator;
     type Arguments = Validator;
 
-    async fn pre_start(&self, _me: ActorRef<Self::Msg>, validator: Validator) -> Result<Validator, ActorProcessingErr> {
+    async fn pre_start(
+        &self,
+        _me: ActorRef<Self::Msg>,
+        validator: Validator,
+    ) -> Result<Validator, ActorProcessingErr> {
         Ok(validator)
     }
 
-    async fn handle(&self, _me: ActorRef<Self::Msg>, msg: CoordinatorMsg, validator: &mut Validator) -> Result<(), ActorProcessingErr> {
+    async fn handle(
+        &self,
+        _me: ActorRef<Self::Msg>,
+        msg: CoordinatorMsg,
+        validator: &mut Validator,
+    ) -> Result<(), ActorProcessingErr> {
         match msg {
             CoordinatorMsg::RunEpoch(reply) => {
                 let result = validator.run_epoch().await.map_err(|e| e.to_string());

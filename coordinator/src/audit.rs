@@ -8,8 +8,8 @@ use protocol::config::{ScoringConfig, ScoringPolicy};
 use serde::Deserialize;
 
 use crate::scoring::{
-    content_duplicates, epoch_weights, loss_duplicates, to_u16_weights, win_rates, winner_takes_all, DatasetIdentity,
-    ScoredMiner,
+    content_duplicates, epoch_weights, loss_duplicates, to_u16_weights, win_rates,
+    winner_takes_all, DatasetIdentity, ScoredMiner,
 };
 
 #[derive(Deserialize)]
@@ -25,7 +25,8 @@ struct Input {
 /// Scores the miners described by `input` (a JSON array) and returns the JSON result:
 /// `{"policy", "miners": [{uid, block, loss, win_rate, weight, u16, reason}]}` sorted by uid.
 pub fn score_audit(input: &str, scoring: &ScoringConfig) -> Result<serde_json::Value, String> {
-    let raw: Vec<serde_json::Value> = serde_json::from_str(input).map_err(|e| format!("input is not a JSON array: {e}"))?;
+    let raw: Vec<serde_json::Value> =
+        serde_json::from_str(input).map_err(|e| format!("input is not a JSON array: {e}"))?;
     let mut miners = Vec::with_capacity(raw.len());
     for (i, value) in raw.into_iter().enumerate() {
         let m: Input = serde_json::from_value(value).map_err(|e| format!("[{i}]: {e}"))?;
@@ -77,7 +78,10 @@ pub fn score_audit(input: &str, scoring: &ScoringConfig) -> Result<serde_json::V
     let rates = win_rates(&scored, scoring.epsilon);
     let weights = match scoring.policy {
         ScoringPolicy::WinRate => epoch_weights(&rates, scoring.temperature),
-        ScoringPolicy::WinnerTakesAll => winner_takes_all(&scored).into_iter().map(|u| (u, 1.0)).collect(),
+        ScoringPolicy::WinnerTakesAll => winner_takes_all(&scored)
+            .into_iter()
+            .map(|u| (u, 1.0))
+            .collect(),
     };
     let u16s: BTreeMap<u16, u16> = to_u16_weights(&weights).into_iter().collect();
     miners.sort_by_key(|m| m.uid);
@@ -117,7 +121,13 @@ mod tests {
         ]"#;
         let out = score_audit(input, &ScoringConfig::default()).expect("scores");
         let miners = out["miners"].as_array().expect("miners");
-        assert_eq!(miners.iter().map(|m| m["uid"].as_u64().unwrap_or(99)).collect::<Vec<_>>(), vec![0, 1, 2, 3, 4]);
+        assert_eq!(
+            miners
+                .iter()
+                .map(|m| m["uid"].as_u64().unwrap_or(99))
+                .collect::<Vec<_>>(),
+            vec![0, 1, 2, 3, 4]
+        );
         // Same field as scoring::tests: win rates 1, 0.5, 0 for uids 0, 1, 2.
         assert_eq!(miners[0]["win_rate"], 1.0);
         assert_eq!(miners[1]["win_rate"], 0.5);
@@ -126,19 +136,28 @@ mod tests {
         assert_eq!(miners[3]["reason"], "duplicate of uid 0");
         assert_eq!(miners[3]["u16"], 0);
         assert_eq!(miners[4]["reason"], "no loss");
-        let total: f64 = miners.iter().map(|m| m["weight"].as_f64().unwrap_or(0.0)).sum();
+        let total: f64 = miners
+            .iter()
+            .map(|m| m["weight"].as_f64().unwrap_or(0.0))
+            .sum();
         assert!((total - 1.0).abs() < 1e-12);
     }
 
     #[test]
     fn bad_input_names_the_index_and_field() {
-        let e = score_audit(r#"[{"uid": 1, "block": 2, "loss": 1.0}, {"uid": 2, "loss": 1.0}]"#, &ScoringConfig::default())
-            .expect_err("missing block");
+        let e = score_audit(
+            r#"[{"uid": 1, "block": 2, "loss": 1.0}, {"uid": 2, "loss": 1.0}]"#,
+            &ScoringConfig::default(),
+        )
+        .expect_err("missing block");
         assert!(e.starts_with("[1]") && e.contains("block"), "{e}");
         let e = score_audit("{}", &ScoringConfig::default()).expect_err("not an array");
         assert!(e.contains("JSON array"), "{e}");
-        let e = score_audit(r#"[{"uid": 1, "block": 2, "loss": 1.0, "extra": 1}]"#, &ScoringConfig::default())
-            .expect_err("unknown field");
+        let e = score_audit(
+            r#"[{"uid": 1, "block": 2, "loss": 1.0, "extra": 1}]"#,
+            &ScoringConfig::default(),
+        )
+        .expect_err("unknown field");
         assert!(e.contains("extra"), "{e}");
     }
 }

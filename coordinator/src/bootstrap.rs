@@ -97,20 +97,32 @@ pub fn model_dir(config: &ClusterConfig, paths: &Paths) -> anyhow::Result<PathBu
 /// The eval rows and their content hash.
 pub fn eval_set(config: &ClusterConfig, paths: &Paths) -> anyhow::Result<(Vec<Row>, String)> {
     let path = paths.resolve(&config.eval.set);
-    let bytes = std::fs::read(&path).map_err(|e| anyhow::anyhow!("eval set {}: {e}", path.display()))?;
+    let bytes =
+        std::fs::read(&path).map_err(|e| anyhow::anyhow!("eval set {}: {e}", path.display()))?;
     let limits = DatasetLimits {
         max_rows: usize::MAX,
         max_file_bytes: u64::MAX,
         ..config.dataset.clone()
     };
-    let dataset = parse_dataset(&bytes, &limits).map_err(|e| anyhow::anyhow!("eval set {}: {e}", path.display()))?;
+    let dataset = parse_dataset(&bytes, &limits)
+        .map_err(|e| anyhow::anyhow!("eval set {}: {e}", path.display()))?;
     Ok((dataset.rows, dataset.content_hash))
 }
 
 /// The devnet chain and hub, with the subnet, the validator and (first run) the demo miners.
-pub async fn devnet(config: &ClusterConfig, paths: &Paths) -> anyhow::Result<(Arc<DevnetChain>, Arc<LocalHub>, Signer)> {
-    anyhow::ensure!(config.mode == Mode::Devnet, "mode {:?} needs the subtensor client, which is not built yet", config.mode);
-    let chain = Arc::new(DevnetChain::open(&paths.devnet_db(), config.devnet.block_time_ms)?);
+pub async fn devnet(
+    config: &ClusterConfig,
+    paths: &Paths,
+) -> anyhow::Result<(Arc<DevnetChain>, Arc<LocalHub>, Signer)> {
+    anyhow::ensure!(
+        config.mode == Mode::Devnet,
+        "mode {:?} needs the subtensor client, which is not built yet",
+        config.mode
+    );
+    let chain = Arc::new(DevnetChain::open(
+        &paths.devnet_db(),
+        config.devnet.block_time_ms,
+    )?);
     let hub = Arc::new(LocalHub::new(&paths.hub_dir()));
     let wallet = paths.validator_wallet();
     let netuid = config.netuid;
@@ -119,8 +131,16 @@ pub async fn devnet(config: &ClusterConfig, paths: &Paths) -> anyhow::Result<(Ar
         return Ok((chain, hub, signer));
     }
     tracing::info!(netuid, "first run: creating the devnet subnet");
-    chain.create_subnet(netuid, config.devnet.tempo, config.devnet.weights_rate_limit)?;
-    let signer = if wallet.hotkey_file().exists() { load_hotkey(&wallet)? } else { create_wallet(&wallet)? };
+    chain.create_subnet(
+        netuid,
+        config.devnet.tempo,
+        config.devnet.weights_rate_limit,
+    )?;
+    let signer = if wallet.hotkey_file().exists() {
+        load_hotkey(&wallet)?
+    } else {
+        create_wallet(&wallet)?
+    };
     let coldkey = crate::keys::load_coldkeypub(&wallet)?;
     chain.register_neuron(netuid, signer.account(), coldkey, 1_000_000, true)?;
     if config.devnet.demo_miners {
@@ -129,11 +149,17 @@ pub async fn devnet(config: &ClusterConfig, paths: &Paths) -> anyhow::Result<(Ar
     Ok((chain, hub, signer))
 }
 
-async fn register_demo_miners(config: &ClusterConfig, paths: &Paths, chain: &DevnetChain, hub: &LocalHub) -> anyhow::Result<()> {
+async fn register_demo_miners(
+    config: &ClusterConfig,
+    paths: &Paths,
+    chain: &DevnetChain,
+    hub: &LocalHub,
+) -> anyhow::Result<()> {
     let demo_dir = paths.resolve(&config.devnet.demo_dir);
     for name in DEMO_MINERS {
         let file = demo_dir.join(format!("{name}.jsonl"));
-        let bytes = std::fs::read(&file).map_err(|e| anyhow::anyhow!("demo miner {}: {e}", file.display()))?;
+        let bytes = std::fs::read(&file)
+            .map_err(|e| anyhow::anyhow!("demo miner {}: {e}", file.display()))?;
         let wallet = WalletPath {
             root: paths.wallets(),
             name: format!("miner-{name}"),
@@ -149,7 +175,9 @@ async fn register_demo_miners(config: &ClusterConfig, paths: &Paths, chain: &Dev
             competition_id: "1".into(),
             revision,
         };
-        let block = chain.set_commitment(&hotkey, config.netuid, commitment.to_string().as_bytes()).await?;
+        let block = chain
+            .set_commitment(&hotkey, config.netuid, commitment.to_string().as_bytes())
+            .await?;
         tracing::info!(uid, miner = name, %commitment, block, "demo miner committed");
     }
     Ok(())

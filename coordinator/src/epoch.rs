@@ -21,8 +21,8 @@ use crate::keys::Signer;
 use crate::metrics::Metrics;
 use crate::report::{EpochReport, MinerLine};
 use crate::scoring::{
-    content_duplicates, epoch_weights, loss_duplicates, moving_average, select_for_evaluation, to_u16_weights,
-    win_rates, winner_takes_all, Candidate, DatasetIdentity, ScoredMiner,
+    content_duplicates, epoch_weights, loss_duplicates, moving_average, select_for_evaluation,
+    to_u16_weights, win_rates, winner_takes_all, Candidate, DatasetIdentity, ScoredMiner,
 };
 use crate::state::{CacheKey, PendingWeights, State, StateError};
 use crate::worker_actor::{Job, JobOutcome, WorkerMsg};
@@ -142,7 +142,10 @@ impl Validator {
                 }
                 Some((data, commit_block)) => {
                     line.commit_block = Some(*commit_block);
-                    match self.check_submission(neuron.uid, &line.hotkey, data, *commit_block, epoch).await {
+                    match self
+                        .check_submission(neuron.uid, &line.hotkey, data, *commit_block, epoch)
+                        .await
+                    {
                         Ok((commitment, dataset, bytes)) => {
                             line.rows = Some(dataset.rows.len());
                             Some((commitment, dataset, bytes))
@@ -182,7 +185,11 @@ impl Validator {
         let mut candidates = Vec::new();
         for e in entries.values() {
             if let Some((commitment, _, _)) = &e.dataset {
-                if self.state.cached_outcome(&self.cache_key(&commitment.revision))?.is_none() {
+                if self
+                    .state
+                    .cached_outcome(&self.cache_key(&commitment.revision))?
+                    .is_none()
+                {
                     candidates.push(Candidate {
                         uid: e.line.uid,
                         commit_block: e.line.commit_block.unwrap_or(u64::MAX),
@@ -192,7 +199,8 @@ impl Validator {
                 }
             }
         }
-        let selected = select_for_evaluation(&candidates, self.config.coordinator.max_miners_per_epoch);
+        let selected =
+            select_for_evaluation(&candidates, self.config.coordinator.max_miners_per_epoch);
         let jobs: Vec<(Job, CacheKey, usize)> = selected
             .iter()
             .filter_map(|uid| {
@@ -216,8 +224,13 @@ impl Validator {
         let mut scored = Vec::new();
         let mut cached = 0;
         for e in entries.values_mut() {
-            let Some((commitment, _, _)) = &e.dataset else { continue };
-            let Some(json) = self.state.cached_outcome(&self.cache_key(&commitment.revision))? else {
+            let Some((commitment, _, _)) = &e.dataset else {
+                continue;
+            };
+            let Some(json) = self
+                .state
+                .cached_outcome(&self.cache_key(&commitment.revision))?
+            else {
                 e.line.reason = "waiting in the EvalQueue".into();
                 continue;
             };
@@ -233,7 +246,9 @@ impl Validator {
                         eval_loss: report.eval_loss,
                     });
                 }
-                Ok(JobOutcome::Failed(reason)) => e.line.reason = format!("training failed: {reason}"),
+                Ok(JobOutcome::Failed(reason)) => {
+                    e.line.reason = format!("training failed: {reason}")
+                }
                 Ok(JobOutcome::TimedOut { limit_secs }) => {
                     e.line.reason = format!("training timed out after {limit_secs} s")
                 }
@@ -250,7 +265,10 @@ impl Validator {
 
         // Score.
         let s = &self.config.scoring;
-        let hotkeys: BTreeMap<u16, String> = entries.values().map(|e| (e.line.uid, e.line.hotkey.clone())).collect();
+        let hotkeys: BTreeMap<u16, String> = entries
+            .values()
+            .map(|e| (e.line.uid, e.line.hotkey.clone()))
+            .collect();
         let (epoch_w, new_scores) = match s.policy {
             ScoringPolicy::WinRate => {
                 let rates = win_rates(&scored, s.epsilon);
@@ -264,7 +282,10 @@ impl Validator {
                 (w, new)
             }
             ScoringPolicy::WinnerTakesAll => {
-                let w: BTreeMap<u16, f64> = winner_takes_all(&scored).into_iter().map(|u| (u, 1.0)).collect();
+                let w: BTreeMap<u16, f64> = winner_takes_all(&scored)
+                    .into_iter()
+                    .map(|u| (u, 1.0))
+                    .collect();
                 let new = hotkeys
                     .iter()
                     .map(|(uid, h)| (*uid, (h.clone(), w.get(uid).copied().unwrap_or(0.0))))
@@ -278,13 +299,23 @@ impl Validator {
         for e in entries.values_mut() {
             e.line.epoch_weight = epoch_w.get(&e.line.uid).copied().unwrap_or(0.0);
             e.line.score = score_map.get(&e.line.uid).copied().unwrap_or(0.0);
-            e.line.weight_u16 = emission.iter().find(|(u, _)| *u == e.line.uid).map_or(0, |(_, v)| *v);
+            e.line.weight_u16 = emission
+                .iter()
+                .find(|(u, _)| *u == e.line.uid)
+                .map_or(0, |(_, v)| *v);
         }
 
         // Emit.
         let version_key = s.version_key.max(metagraph.weights_version_key);
         let (weights_block, weights_note) = self
-            .emit(epoch, own, &emission, version_key, metagraph.weights_rate_limit, metagraph.commit_reveal_enabled)
+            .emit(
+                epoch,
+                own,
+                &emission,
+                version_key,
+                metagraph.weights_rate_limit,
+                metagraph.commit_reveal_enabled,
+            )
             .await?;
 
         let report = EpochReport {
@@ -318,7 +349,11 @@ impl Validator {
         let limits = &self.config.dataset;
         let bytes = self
             .hub
-            .fetch(&commitment.repo, &commitment.revision, limits.max_file_bytes)
+            .fetch(
+                &commitment.repo,
+                &commitment.revision,
+                limits.max_file_bytes,
+            )
             .await
             .map_err(|e| format!("fetch {}: {e}", commitment.repo))?;
         let dataset = parse_dataset(&bytes, limits).map_err(|e| format!("invalid dataset: {e}"))?;
@@ -327,7 +362,11 @@ impl Validator {
 
     /// Runs jobs on the workers, longest (by dataset bytes) first, each worker taking the next job
     /// when it is free; every outcome is stored under its key as it arrives. Returns uid → worker.
-    async fn train(&self, epoch: u64, mut jobs: Vec<(Job, CacheKey, usize)>) -> Result<BTreeMap<u16, String>, EpochError> {
+    async fn train(
+        &self,
+        epoch: u64,
+        mut jobs: Vec<(Job, CacheKey, usize)>,
+    ) -> Result<BTreeMap<u16, String>, EpochError> {
         if jobs.is_empty() {
             return Ok(BTreeMap::new());
         }
@@ -382,13 +421,22 @@ impl Validator {
             return Ok((None, "no miner has a positive score".into()));
         }
         if commit_reveal {
-            return Ok((None, "the subnet requires commit-reveal, which the devnet client does not send".into()));
+            return Ok((
+                None,
+                "the subnet requires commit-reveal, which the devnet client does not send".into(),
+            ));
         }
         let now = self.chain.current_block().await?;
         if let (_, Some(last)) = self.chain.weights(self.config.netuid, own).await? {
             let since = now.saturating_sub(last);
             if since < rate_limit {
-                return Ok((None, format!("rate limited: last set at block {last}, {} block(s) to wait", rate_limit - since)));
+                return Ok((
+                    None,
+                    format!(
+                        "rate limited: last set at block {last}, {} block(s) to wait",
+                        rate_limit - since
+                    ),
+                ));
             }
         }
         self.state.queue_weights(&PendingWeights {
@@ -400,16 +448,23 @@ impl Validator {
         let (uids, values): (Vec<u16>, Vec<u16>) = emission.iter().copied().unzip();
         match self
             .chain
-            .set_weights(&self.signer, self.config.netuid, &uids, &values, version_key)
+            .set_weights(
+                &self.signer,
+                self.config.netuid,
+                &uids,
+                &values,
+                version_key,
+            )
             .await
         {
             Ok(block) => {
                 self.state.mark_weights_sent(epoch, block)?;
                 Ok((Some(block), String::new()))
             }
-            Err(ChainError::RateLimited { blocks_left }) => {
-                Ok((None, format!("rate limited: {blocks_left} block(s) to wait")))
-            }
+            Err(ChainError::RateLimited { blocks_left }) => Ok((
+                None,
+                format!("rate limited: {blocks_left} block(s) to wait"),
+            )),
             Err(e) => Err(e.into()),
         }
     }

@@ -90,8 +90,11 @@ async fn run(cli: Cli) -> Result<()> {
     match cli.command {
         Command::Score { .. } => {
             let mut input = String::new();
-            std::io::stdin().read_to_string(&mut input).context("reading stdin")?;
-            let out = coordinator::audit::score_audit(&input, &config.scoring).map_err(|e| anyhow::anyhow!("stdin {e}"))?;
+            std::io::stdin()
+                .read_to_string(&mut input)
+                .context("reading stdin")?;
+            let out = coordinator::audit::score_audit(&input, &config.scoring)
+                .map_err(|e| anyhow::anyhow!("stdin {e}"))?;
             println!("{}", serde_json::to_string_pretty(&out)?);
             Ok(())
         }
@@ -113,7 +116,12 @@ async fn run(cli: Cli) -> Result<()> {
     }
 }
 
-async fn run_validator(config: ClusterConfig, config_path: &PathBuf, epochs: Option<u64>, json: bool) -> Result<()> {
+async fn run_validator(
+    config: ClusterConfig,
+    config_path: &PathBuf,
+    epochs: Option<u64>,
+    json: bool,
+) -> Result<()> {
     let paths = Paths::new(&config, config_path);
     let state = Arc::new(State::open(&paths.state_db())?);
     let (chain, hub, signer) = bootstrap::devnet(&config, &paths).await?;
@@ -134,13 +142,15 @@ async fn run_validator(config: ClusterConfig, config_path: &PathBuf, epochs: Opt
         let (actor, _) = Actor::spawn(Some(format!("worker-{name}")), WorkerActor, args)
             .await
             .map_err(|e| anyhow::anyhow!("worker {name}: {e}"))?;
-        let status = ractor::call!(actor, WorkerMsg::Status).map_err(|e| anyhow::anyhow!("worker {name}: {e}"))?;
+        let status = ractor::call!(actor, WorkerMsg::Status)
+            .map_err(|e| anyhow::anyhow!("worker {name}: {e}"))?;
         model_id = status.model_id;
         workers.push(WorkerHandle { name, actor });
     }
     let metrics = Arc::new(Metrics::default());
     if !config.coordinator.metrics_listen.is_empty() {
-        coordinator::metrics::serve(config.coordinator.metrics_listen.parse()?, metrics.clone()).await?;
+        coordinator::metrics::serve(config.coordinator.metrics_listen.parse()?, metrics.clone())
+            .await?;
     }
     let interval = Duration::from_secs(config.coordinator.epoch_interval_secs);
     let validator = Validator {

@@ -57,7 +57,11 @@ impl Metrics {
     /// The Prometheus text exposition of every metric.
     pub fn render(&self) -> String {
         let mut out = String::new();
-        let _ = writeln!(out, "# TYPE murmuration_epoch gauge\nmurmuration_epoch {}", self.epoch.load(Ordering::Relaxed));
+        let _ = writeln!(
+            out,
+            "# TYPE murmuration_epoch gauge\nmurmuration_epoch {}",
+            self.epoch.load(Ordering::Relaxed)
+        );
         let _ = writeln!(
             out,
             "# TYPE murmuration_jobs_done_total counter\nmurmuration_jobs_done_total {}",
@@ -90,15 +94,20 @@ pub async fn serve(listen: std::net::SocketAddr, metrics: Arc<Metrics>) -> std::
     tracing::info!(%listen, "metrics endpoint up");
     tokio::spawn(async move {
         loop {
-            let Ok((mut socket, _)) = listener.accept().await else { continue };
+            let Ok((mut socket, _)) = listener.accept().await else {
+                continue;
+            };
             let metrics = metrics.clone();
             tokio::spawn(async move {
                 let mut request = [0u8; 1024];
-                let n = tokio::time::timeout(std::time::Duration::from_secs(5), socket.read(&mut request))
-                    .await
-                    .ok()
-                    .and_then(Result::ok)
-                    .unwrap_or(0);
+                let n = tokio::time::timeout(
+                    std::time::Duration::from_secs(5),
+                    socket.read(&mut request),
+                )
+                .await
+                .ok()
+                .and_then(Result::ok)
+                .unwrap_or(0);
                 let ok = request[..n].starts_with(b"GET /metrics");
                 let (status, body) = if ok {
                     ("200 OK", metrics.render())

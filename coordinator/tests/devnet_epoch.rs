@@ -1,0 +1,252 @@
+//! The validator end to end on the embedded devnet, through the real `coordinator` binary: a
+//! whole epoch, the loss cache, a process killed mid-epoch and restarted, the scoring audit, and
+//! configuration errors.
+
+use std::path::{Path, PathBuf};
+use std::process::{Command, Stdio};
+use std::time::{Duration, Instant};
+
+use coordinator::chain::devnet::DevnetChain;
+use coordinator::chain::Chain;
+use coordinator::report::EpochReport;
+use coordinator::state::State;
+
+fn repo() -> PathBuf {
+    PathBuf::from(env!("CARGO_MANIFEST_DIR")).join("..")
+}
+
+/// A cluster.toml in `dir` using the repo's eval set and demo miners; `training_epochs` sets
+/// how long each job takes.
+fn write_config(dir: &Path, training_epochs: usize) -> PathBuf {
+    let path = dir.join("cluster.toml");
+    let text = format!(
+        r#"
+[coordinator]
+state_dir = "state"
+epoch_interval_secs = 1
+[eval]
+set = "{eval}"
+[devnet]
+tempo = 10
+weights_rate_limit = 10
+demo_dir = "{demo}"
+[training]
+micro_batch = 4
+grad_accum = 2
+epochs = {training_epochs}
+max_seq_len = 256
+lr = 2e-3
+warmup_steps = 2
+lora_rank = 8
+lora_alpha = 16.0
+max_rows = 100
+[dataset]
+max_rows = 100
+"#,
+        eval = repo().join("eval_data/data.jsonl").display(),
+        demo = repo().join("eval_data/demo").display(),
+    );
+    std::fs::write(&path, text).expect("write config");
+    path
+}
+
+fn coordinator(config: &Path) -> Command {
+    let mut cmd = Command::new(env!("CARGO_BIN_EXE_coordinator"));
+    cmd.arg("--config").arg(config).env("RUST_LOG", "warn");
+    cmd
+}
+
+fn run_epochs(config: &Path, epochs: u64) -> Vec<EpochReport> {
+    let out = coordinator(config)
+        .args(["run", "--json", "--epochs", &epochs.to_string()])
+        .output()
+        .expect("coordinator runs");
+    assert!(
+        out.status.success(),
+        "coordinator failed: {}",
+        String::from_utf8_lossy(&out.stderr)
+    );
+    String::from_utf8_lossy(&out.stdout)
+        .lines()
+        .map(|l| serde_json::from_str(l).expect("one JSON report per line"))
+        .collect()
+}
+
+fn line(report: &EpochReport, uid: u16) -> &coordinator::report::MinerLine {
+    report
+        .miners
+        .iter()
+        .find(|m| m.uid == uid)
+        .expect("uid in report")
+}
+
+#[test]
+fn a_devnet_epoch_ranks_the_demo_miners_and_sets_weights_on_chain() {
+    let dir = tempfile::tempdir().expect("tempdir");
+    let config = write_config(dir.path(), 2);
+    let reports = run_epochs(&config, 2);
+    let (first, second) = (&reports[0], &reports[1]);
+    // Demo uids: 1 on_topic, 2 off_topic, 3 malformed, 4 partial, 5 duplicate (committed last).
+    assert_eq!(first.trained, 3, "{first}");
+    let best = first
+        .miners
+        .iter()
+        .filter(|m| m.eval_loss.is_some())
+        .min_by(|a, b| a.eval_loss.partial_cmp(&b.eval_loss).expect("finite"))
+        .expect("scored miners");
+    assert_eq!(
+        best.uid, 1,
+        "the on-distribution miner has the lowest loss:\n{first}"
+    );
+    assert_eq!(line(first, 1).weight_u16, 65535, "{first}");
+    assert_eq!(line(first, 5).reason, "duplicate of uid 1");
+    assert_eq!(line(first, 5).weight_u16, 0);
+    let malformed = line(first, 3);
+    assert!(
+        malformed.reason.contains("line 7") && malformed.reason.contains("conversations[0].role"),
+        "{}",
+        malformed.reason
+    );
+    assert_eq!(malformed.weight_u16, 0);
+    let block = first.weights_block.expect("weights set");
+
+    // The second epoch trains nothing: every loss is cached under the same key.
+    assert_eq!(second.trained, 0, "{second}");
+    assert_eq!(second.cached, 3);
+    assert_eq!(line(second, 1).eval_loss, line(first, 1).eval_loss);
+
+    // Weights are readable back from the devnet.
+    let runtime = tokio::runtime::Runtime::new().expect("runtime");
+    let chain = DevnetChain::open(&dir.path().join("state/devnet.sqlite"), 12_000).expect("devnet");
+    let (weights, set_at) = runtime.block_on(chain.weights(1, 0)).expect("weights");
+    assert_eq!(set_at, Some(block));
+    let on_chain: Vec<(u16, u16)> = first
+        .miners
+        .iter()
+        .filter(|m| m.weight_u16 > 0)
+        .map(|m| (m.uid, m.weight_u16))
+        .collect();
+    assert_eq!(weights, on_chain);
+
+    // `coordinator score` agrees with the epoch it came from.
+    let input: Vec<serde_json::Value> = first
+        .miners
+        .iter()
+        .map(|m| serde_json::json!({"uid": m.uid, "block": m.commit_block.unwrap_or(0), "loss": m.eval_loss}))
+        .collect();
+    let mut child = coordinator(&config)
+        .args(["score", "--json"])
+        .stdin(Stdio::piped())
+        .stdout(Stdio::piped())
+        .spawn()
+        .expect("score runs");
+    {
+        use std::io::Write;
+        let mut stdin = child.stdin.take().expect("stdin");
+        stdin
+            .write_all(serde_json::to_string(&input).expect("json").as_bytes())
+            .expect("write");
+    }
+    let out = child.wait_with_output().expect("score output");
+    assert!(out.status.success());
+    let audit: serde_json::Value = serde_json::from_slice(&out.stdout).expect("json");
+    for m in audit["miners"].as_array().expect("miners") {
+        let uid = m["uid"].as_u64().expect("uid") as u16;
+        let l = line(first, uid);
+        assert_eq!(m["win_rate"].as_f64(), l.win_rate, "uid {uid} win rate");
+        assert!(
+            (m["weight"].as_f64().expect("weight") - l.epoch_weight).abs() < 1e-12,
+            "uid {uid} weight"
+        );
+        assert_eq!(
+            m["u16"].as_u64().expect("u16") as u16,
+            l.weight_u16,
+            "uid {uid} u16 (first epoch: EMA ∝ epoch weights)"
+        );
+    }
+}
+
+#[test]
+fn killed_mid_epoch_the_coordinator_resumes_without_training_anything_twice() {
+    let dir = tempfile::tempdir().expect("tempdir");
+    let config = write_config(dir.path(), 8);
+    let mut child = coordinator(&config)
+        .args(["run", "--epochs", "1"])
+        .stdout(Stdio::null())
+        .stderr(Stdio::null())
+        .spawn()
+        .expect("coordinator starts");
+    let db = dir.path().join("state/validator.sqlite");
+    let started = Instant::now();
+    let finished_before_kill = loop {
+        assert!(
+            started.elapsed() < Duration::from_secs(300),
+            "no job finished in time"
+        );
+        if let Ok(state) = State::open(&db) {
+            let runs = state.job_runs().unwrap_or_default();
+            let finished: Vec<_> = runs.into_iter().filter(|r| r.finished).collect();
+            if !finished.is_empty() {
+                break finished;
+            }
+        }
+        assert!(
+            child.try_wait().expect("wait").is_none(),
+            "coordinator exited before the kill"
+        );
+        std::thread::sleep(Duration::from_millis(100));
+    };
+    child.kill().expect("kill -9");
+    child.wait().expect("reaped");
+
+    let reports = run_epochs(&config, 1);
+    assert_eq!(
+        reports[0].epoch, 1,
+        "the unfinished epoch is resumed, not a new one"
+    );
+    let runs = State::open(&db).expect("state").job_runs().expect("runs");
+    for done in &finished_before_kill {
+        let again = runs.iter().filter(|r| r.revision == done.revision).count();
+        assert_eq!(
+            again, 1,
+            "revision {} was trained again after the restart: {runs:?}",
+            done.revision
+        );
+    }
+    let mut finished: Vec<&str> = runs
+        .iter()
+        .filter(|r| r.finished)
+        .map(|r| r.revision.as_str())
+        .collect();
+    let total = finished.len();
+    finished.sort();
+    finished.dedup();
+    assert_eq!(finished.len(), total, "a revision finished twice: {runs:?}");
+    assert_eq!(total, 3, "every valid, unique miner scored once: {runs:?}");
+    assert!(
+        reports[0]
+            .miners
+            .iter()
+            .filter(|m| m.eval_loss.is_some())
+            .count()
+            == 3
+    );
+}
+
+#[test]
+fn a_config_with_an_unknown_key_is_refused_by_name() {
+    let dir = tempfile::tempdir().expect("tempdir");
+    let config = dir.path().join("cluster.toml");
+    std::fs::write(&config, "[scoring]\ntemprature = 0.1\n").expect("write");
+    let out = coordinator(&config)
+        .args(["run", "--epochs", "1"])
+        .output()
+        .expect("runs");
+    assert!(!out.status.success());
+    let stderr = String::from_utf8_lossy(&out.stderr);
+    assert!(
+        stderr.contains("temprature") && stderr.contains("cluster.toml"),
+        "{stderr}"
+    );
+    assert!(!stderr.contains("panicked"), "{stderr}");
+}
