@@ -144,7 +144,7 @@ pub async fn devnet(
     let coldkey = crate::keys::load_coldkeypub(&wallet)?;
     chain.register_neuron(netuid, signer.account(), coldkey, 1_000_000, true)?;
     if config.devnet.demo_miners {
-        register_demo_miners(config, paths, &*chain, &*hub).await?;
+        register_demo_miners(config, paths, &chain, &hub).await?;
     }
     Ok((chain, hub, signer))
 }

@@ -250,6 +250,19 @@ pub fn load_coldkeypub(wallet: &WalletPath) -> Result<AccountId, KeyError> {
     AccountId::from_ss58(address).map_err(|e| KeyError(format!("{}: {e}", path.display())))
 }
 
+impl serde::Serialize for AccountId {
+    fn serialize<S: serde::Serializer>(&self, s: S) -> Result<S::Ok, S::Error> {
+        s.serialize_str(&self.to_ss58())
+    }
+}
+
+impl<'de> serde::Deserialize<'de> for AccountId {
+    fn deserialize<D: serde::Deserializer<'de>>(d: D) -> Result<Self, D::Error> {
+        let text = String::deserialize(d)?;
+        AccountId::from_ss58(&text).map_err(serde::de::Error::custom)
+    }
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;
@@ -309,18 +322,5 @@ mod tests {
             err.0.contains("secretSeed") && !err.0.contains("word word"),
             "{err}"
         );
-    }
-}
-
-impl serde::Serialize for AccountId {
-    fn serialize<S: serde::Serializer>(&self, s: S) -> Result<S::Ok, S::Error> {
-        s.serialize_str(&self.to_ss58())
-    }
-}
-
-impl<'de> serde::Deserialize<'de> for AccountId {
-    fn deserialize<D: serde::Deserializer<'de>>(d: D) -> Result<Self, D::Error> {
-        let text = String::deserialize(d)?;
-        AccountId::from_ss58(&text).map_err(serde::de::Error::custom)
     }
 }

@@ -53,10 +53,10 @@ enum Command {
     },
 }
 
-fn load_config(path: &PathBuf) -> Result<ClusterConfig> {
+fn load_config(path: &std::path::Path) -> Result<ClusterConfig> {
     if path.exists() {
         Ok(ClusterConfig::load(path)?)
-    } else if path == &PathBuf::from("cluster.toml") {
+    } else if path == std::path::Path::new("cluster.toml") {
         Ok(ClusterConfig::default())
     } else {
         anyhow::bail!("{}: no such file", path.display())
@@ -118,7 +118,7 @@ async fn run(cli: Cli) -> Result<()> {
 
 async fn run_validator(
     config: ClusterConfig,
-    config_path: &PathBuf,
+    config_path: &std::path::Path,
     epochs: Option<u64>,
     json: bool,
 ) -> Result<()> {
