@@ -11,5 +11,6 @@ pub mod keys;
 pub mod metrics;
 pub mod report;
 pub mod scoring;
+pub mod service;
 pub mod state;
 pub mod worker_actor;

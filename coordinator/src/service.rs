@@ -1,0 +1,101 @@
+//! Running a validator: bootstrap from `cluster.toml`, start the worker actors and the
+//! `Coordinator` actor, run epochs until done or Ctrl-C, shut down cleanly.
+
+use std::sync::atomic::AtomicU64;
+use std::sync::Arc;
+use std::time::Duration;
+
+use anyhow::Result;
+use protocol::config::ClusterConfig;
+use ractor::Actor;
+
+use crate::actor::{Coordinator, CoordinatorMsg};
+use crate::bootstrap::{self, Paths};
+use crate::epoch::{Validator, WorkerHandle};
+use crate::metrics::Metrics;
+use crate::report::EpochReport;
+use crate::state::State;
+use crate::worker_actor::{WorkerActor, WorkerArgs, WorkerMsg};
+
+/// Runs validator epochs from `config` until `epochs` are done or Ctrl-C, handing each report
+/// to `on_report`; shuts the actors down cleanly either way.
+pub async fn run_validator(
+    config: ClusterConfig,
+    config_path: &std::path::Path,
+    epochs: Option<u64>,
+    mut on_report: impl FnMut(&EpochReport),
+) -> Result<()> {
+    let paths = Paths::new(&config, config_path);
+    let state = Arc::new(State::open(&paths.state_db())?);
+    let (chain, hub, signer) = bootstrap::devnet(&config, &paths).await?;
+    let model_dir = bootstrap::model_dir(&config, &paths)?;
+    let (eval_rows, eval_hash) = bootstrap::eval_set(&config, &paths)?;
+    tracing::info!(validator = %signer.account(), eval_rows = eval_rows.len(), model = %model_dir.display(), "starting");
+    let eval_rows = Arc::new(eval_rows);
+    let mut workers = Vec::new();
+    let mut model_id = String::new();
+    for (i, w) in config.workers.iter().enumerate() {
+        let args = WorkerArgs {
+            device: w.device.parse()?,
+            model_dir: model_dir.clone(),
+            eval_rows: eval_rows.clone(),
+            config: config.training.clone(),
+        };
+        let name = format!("{}#{i}", w.device);
+        let (actor, _) = Actor::spawn(Some(format!("worker-{name}")), WorkerActor, args)
+            .await
+            .map_err(|e| anyhow::anyhow!("worker {name}: {e}"))?;
+        let status = ractor::call!(actor, WorkerMsg::Status)
+            .map_err(|e| anyhow::anyhow!("worker {name}: {e}"))?;
+        model_id = status.model_id;
+        workers.push(WorkerHandle { name, actor });
+    }
+    let metrics = Arc::new(Metrics::default());
+    if !config.coordinator.metrics_listen.is_empty() {
+        crate::metrics::serve(config.coordinator.metrics_listen.parse()?, metrics.clone()).await?;
+    }
+    let interval = Duration::from_secs(config.coordinator.epoch_interval_secs);
+    let validator = Validator {
+        config,
+        chain,
+        hub,
+        state,
+        signer,
+        workers: workers.clone(),
+        eval_hash,
+        model_id,
+        metrics,
+        next_job: AtomicU64::new(1),
+    };
+    let (coordinator, handle) = Actor::spawn(Some("coordinator".into()), Coordinator, validator)
+        .await
+        .map_err(|e| anyhow::anyhow!("coordinator: {e}"))?;
+    let mut done = 0u64;
+    let result = loop {
+        let epoch = async { ractor::call!(coordinator, CoordinatorMsg::RunEpoch) };
+        let report = tokio::select! {
+            r = epoch => r,
+            _ = tokio::signal::ctrl_c() => break Ok(()),
+        };
+        match report {
+            Ok(Ok(report)) => on_report(&report),
+            Ok(Err(e)) => break Err(anyhow::anyhow!("epoch failed: {e}")),
+            Err(e) => break Err(anyhow::anyhow!("coordinator: {e}")),
+        }
+        done += 1;
+        if epochs.is_some_and(|n| done >= n) {
+            break Ok(());
+        }
+        tokio::select! {
+            _ = tokio::time::sleep(interval) => {}
+            _ = tokio::signal::ctrl_c() => break Ok(()),
+        }
+    };
+    tracing::info!("shutting down");
+    coordinator.stop(None);
+    let _ = handle.await;
+    for w in workers {
+        w.actor.stop(None);
+    }
+    result
+}
