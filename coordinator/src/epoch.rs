@@ -388,7 +388,12 @@ impl Validator {
                     tracing::info!(job = id, uid, worker = %worker.name, rows = job.rows.len(), "training");
                     let outcome = match ractor::call!(worker.actor, WorkerMsg::Run, job) {
                         Ok(outcome) => outcome,
-                        Err(e) => JobOutcome::Failed(format!("worker {} did not answer: {e}", worker.name)),
+                        Err(e) => {
+                            // The worker's fault, not the miner's: nothing is cached, so the
+                            // submission is trained again next epoch; this worker takes no more.
+                            tracing::error!(worker = %worker.name, job = id, uid, error = %e, "worker failed");
+                            break;
+                        }
                     };
                     metrics.record_outcome(uid, &outcome);
                     let json = serde_json::to_string(&outcome).map_err(|e| StateError(e.to_string()))?;

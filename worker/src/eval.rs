@@ -65,6 +65,25 @@ impl EvalSet {
     }
 }
 
+/// Most padded tokens in one eval forward pass: the logits alone take `tokens × vocab` floats
+/// (8192 × 151,936 × 4 B ≈ 5 GB for Qwen2.5), so long rows go in smaller batches.
+pub const EVAL_BATCH_TOKENS: usize = 8192;
+
+/// Splits examples sorted longest first into batches of at most `rows` rows and `tokens` padded
+/// tokens (a row longer than `tokens` goes alone).
+fn batches(examples: &[Example], rows: usize, tokens: usize) -> Vec<&[Example]> {
+    let mut out = Vec::new();
+    let mut start = 0;
+    while start < examples.len() {
+        let longest = examples[start].len().max(1);
+        let fit = (tokens / longest).clamp(1, rows);
+        let end = (start + fit).min(examples.len());
+        out.push(&examples[start..end]);
+        start = end;
+    }
+    out
+}
+
 /// The eval loss of `model` (with `adapter` when given), `batch_rows` rows per forward pass.
 pub fn eval_loss<B: Backend>(
     model: &Qwen2<B>,
@@ -80,7 +99,7 @@ pub fn eval_loss<B: Backend>(
     let device = model.embed_tokens.device();
     let context = adapter.map(|a| LoraContext::new(a, 0.0));
     let mut total = 0.0f64;
-    for chunk in set.examples.chunks(batch_rows.max(1)) {
+    for chunk in batches(&set.examples, batch_rows.max(1), EVAL_BATCH_TOKENS) {
         let refs: Vec<&Example> = chunk.iter().collect();
         let batch = Batch::new(&refs);
         let logits = model.forward(batch.ids_tensor(&device), context.as_ref());
@@ -99,4 +118,33 @@ pub fn eval_loss<B: Backend>(
         return Err(EngineError::Diverged(format!("eval loss is {loss}")));
     }
     Ok(loss)
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn ex(len: usize) -> Example {
+        Example {
+            ids: vec![1; len],
+            mask: vec![1; len],
+        }
+    }
+
+    #[test]
+    fn batches_respect_rows_and_padded_tokens() {
+        let examples = vec![ex(5000), ex(3000), ex(2000), ex(100), ex(90), ex(80)];
+        let sizes: Vec<usize> = batches(&examples, 8, 8192)
+            .iter()
+            .map(|b| b.len())
+            .collect();
+        // 5000 → 1 row (8192/5000); 3000 → 2 rows; 100 → 3 rows (row cap 8 > remaining).
+        assert_eq!(sizes, vec![1, 2, 3]);
+        let sizes: Vec<usize> = batches(&examples, 2, 1 << 30)
+            .iter()
+            .map(|b| b.len())
+            .collect();
+        assert_eq!(sizes, vec![2, 2, 2]);
+        assert!(batches(&[], 8, 8192).is_empty());
+    }
 }
