@@ -70,12 +70,22 @@ pub async fn run_validator(
     let (coordinator, handle) = Actor::spawn(Some("coordinator".into()), Coordinator, validator)
         .await
         .map_err(|e| anyhow::anyhow!("coordinator: {e}"))?;
+    // One Ctrl-C listener for the whole run, so a signal between two waits is not lost.
+    let (stop_tx, mut stop) = tokio::sync::watch::channel(false);
+    tokio::spawn(async move {
+        if tokio::signal::ctrl_c().await.is_ok() {
+            let _ = stop_tx.send(true);
+        }
+    });
     let mut done = 0u64;
     let result = loop {
+        if *stop.borrow() {
+            break Ok(());
+        }
         let epoch = async { ractor::call!(coordinator, CoordinatorMsg::RunEpoch) };
         let report = tokio::select! {
             r = epoch => r,
-            _ = tokio::signal::ctrl_c() => break Ok(()),
+            _ = stop.changed() => break Ok(()),
         };
         match report {
             Ok(Ok(report)) => on_report(&report),
@@ -88,14 +98,23 @@ pub async fn run_validator(
         }
         tokio::select! {
             _ = tokio::time::sleep(interval) => {}
-            _ = tokio::signal::ctrl_c() => break Ok(()),
+            _ = stop.changed() => break Ok(()),
         }
     };
     tracing::info!("shutting down");
-    coordinator.stop(None);
-    let _ = handle.await;
-    for w in workers {
-        w.actor.stop(None);
+    // An epoch cut short by Ctrl-C stays open in the state and resumes on the next start; its
+    // finished jobs are cached, the one in progress is trained again.
+    if *stop.borrow() {
+        coordinator.kill();
+        for w in &workers {
+            w.actor.kill();
+        }
+    } else {
+        coordinator.stop(None);
+        for w in &workers {
+            w.actor.stop(None);
+        }
     }
+    let _ = handle.await;
     result
 }

@@ -250,3 +250,64 @@ fn a_config_with_an_unknown_key_is_refused_by_name() {
     );
     assert!(!stderr.contains("panicked"), "{stderr}");
 }
+
+#[test]
+fn a_job_past_its_timeout_is_cancelled_and_recorded_with_the_reason() {
+    let dir = tempfile::tempdir().expect("tempdir");
+    let config = write_config(dir.path(), 40);
+    let text = std::fs::read_to_string(&config).expect("config");
+    std::fs::write(
+        &config,
+        text.replace(
+            "epoch_interval_secs = 1",
+            "epoch_interval_secs = 1\njob_timeout_secs = 1",
+        ),
+    )
+    .expect("write");
+    let report = &run_epochs(&config, 1)[0];
+    for uid in [1, 2, 4] {
+        let m = line(report, uid);
+        assert_eq!(
+            m.reason, "training timed out after 1 s",
+            "uid {uid}:\n{report}"
+        );
+        assert_eq!(m.weight_u16, 0);
+    }
+}
+
+#[test]
+fn ctrl_c_shuts_a_continuous_run_down_cleanly() {
+    let dir = tempfile::tempdir().expect("tempdir");
+    let config = write_config(dir.path(), 1);
+    let child = coordinator(&config)
+        .arg("run")
+        .stdout(Stdio::piped())
+        .stderr(Stdio::null())
+        .spawn()
+        .expect("coordinator starts");
+    let db = dir.path().join("state/validator.sqlite");
+    let started = Instant::now();
+    while State::open(&db)
+        .ok()
+        .and_then(|s| s.last_report().ok().flatten())
+        .is_none()
+    {
+        assert!(
+            started.elapsed() < Duration::from_secs(300),
+            "no epoch finished in time"
+        );
+        std::thread::sleep(Duration::from_millis(100));
+    }
+    let status = Command::new("kill")
+        .args(["-INT", &child.id().to_string()])
+        .status()
+        .expect("kill -INT");
+    assert!(status.success());
+    let out = child.wait_with_output().expect("exits");
+    assert!(
+        out.status.success(),
+        "exit status after Ctrl-C: {:?}",
+        out.status
+    );
+    assert!(String::from_utf8_lossy(&out.stdout).contains("epoch 1"));
+}

@@ -4,3 +4,4 @@
 pub mod commitment;
 pub mod config;
 pub mod dataset;
+pub mod wire;
