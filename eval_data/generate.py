@@ -163,7 +163,7 @@ def demo(eval_rows):
     broken["conversations"] = [broken["conversations"][1], broken["conversations"][0]] + broken["conversations"][2:]
     lines[6] = json.dumps(broken, ensure_ascii=False)  # line 7: assistant first
     write(os.path.join(d, "malformed.jsonl"), None, lines)
-    write(os.path.join(d, "partial.jsonl"), generate(30, 15, exclude=eval_rows + on))
+    write(os.path.join(d, "partial.jsonl"), generate(60, 15, exclude=eval_rows + on))
 
 
 def main():
