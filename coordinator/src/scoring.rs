@@ -1,9 +1,21 @@
-//! Scoring: losses → win rates → weights (DESIGN.md §6), as pure functions. Failed and duplicate
-//! submissions never reach these functions; they get weight 0 upstream.
+//! Scoring: losses → win rates → weights (DESIGN.md §6), as pure functions.
+//!
+//! Failed submissions never reach these functions (they get weight 0 upstream); a loss that is
+//! NaN or infinite is treated as a failed evaluation here too. Duplicate detection lives in
+//! [`crate::duplicates`], the u16 conversion in [`crate::emission`] and the EvalQueue order in
+//! [`crate::eval_queue`]; their items are re-exported here so `crate::scoring::*` is the whole
+//! scoring API.
+//!
+//! Nothing here panics: every function accepts empty input, NaN and infinite values, and
+//! out-of-range parameters (the ranges are also checked when `cluster.toml` is loaded).
 
-use std::collections::{BTreeMap, BTreeSet};
+use std::collections::BTreeMap;
 
-/// A miner with a loss this epoch.
+pub use crate::duplicates::{content_duplicates, loss_duplicates, DatasetIdentity};
+pub use crate::emission::{to_u16_weights, version_key};
+pub use crate::eval_queue::{select_for_evaluation, Candidate};
+
+/// A miner with an eval loss this epoch.
 #[derive(Debug, Clone, Copy, PartialEq)]
 pub struct ScoredMiner {
     /// The miner's uid.
@@ -14,33 +26,63 @@ pub struct ScoredMiner {
     pub eval_loss: f64,
 }
 
-/// Whether miner i beats miner j: the earlier commit's loss is multiplied by `(1 − epsilon)`;
-/// i wins iff its (adjusted) loss is strictly lower. Equal blocks get no adjustment; a tie is no
-/// win for either; a non-finite loss never wins.
+/// Whether miner i beats miner j.
+///
+/// The earlier commit's loss is multiplied by `(1 − epsilon)`; i wins iff its adjusted loss is
+/// strictly lower:
+///
+/// ```text
+/// l_i' = l_i·(1 − ε) if b_i < b_j else l_i      l_j' = l_j·(1 − ε) if b_j < b_i else l_j
+/// iswin(i, j) = l_i' < l_j'
+/// ```
+///
+/// Equal blocks get no adjustment; a tie is a win for neither. A non-finite loss never wins and
+/// loses to every finite one. A non-finite `epsilon` is treated as 0 (no advantage).
 pub fn iswin(loss_i: f64, block_i: u64, loss_j: f64, block_j: u64, epsilon: f64) -> bool {
+    let factor = if epsilon.is_finite() {
+        1.0 - epsilon
+    } else {
+        1.0
+    };
     let (mut li, mut lj) = (loss_i, loss_j);
     if block_i < block_j {
-        li *= 1.0 - epsilon;
+        li *= factor;
     } else if block_j < block_i {
-        lj *= 1.0 - epsilon;
+        lj *= factor;
     }
     li.is_finite() && (li < lj || !lj.is_finite())
 }
 
-/// `win_rate(i) = wins(i) / (n − 1)` over all pairs of scored miners. A lone miner has no
-/// comparison and gets win rate 1 (after the softmax it would get all the weight anyway).
+/// Pairwise win rates:
+///
+/// ```text
+/// win_rate(i) = |{ j ≠ i : iswin(i, j) }| / (n − 1)
+/// ```
+///
+/// over the n miners with a finite loss; miners with a NaN or infinite loss are left out (no
+/// entry, so weight 0 downstream) and do not count in n.
+///
+/// A lone miner has no comparison and gets win rate **1**, as in pretraining (SN9) HEAD; FLock
+/// OFF's era A gave 0 when there were no matches. The choice does not change its weight — a
+/// softmax over one entry is 1 either way — but 1 says what happened: nobody beat it.
+///
+/// Uids are expected to be distinct; if one repeats, each entry is compared as its own miner and
+/// the last one's rate is kept.
 pub fn win_rates(miners: &[ScoredMiner], epsilon: f64) -> BTreeMap<u16, f64> {
-    let n = miners.len();
-    miners
+    let field: Vec<&ScoredMiner> = miners.iter().filter(|m| m.eval_loss.is_finite()).collect();
+    let n = field.len();
+    field
         .iter()
-        .map(|m| {
+        .enumerate()
+        .map(|(i, m)| {
             if n < 2 {
                 return (m.uid, 1.0);
             }
-            let wins = miners
+            let wins = field
                 .iter()
-                .filter(|o| {
-                    o.uid != m.uid
+                .enumerate()
+                .filter(|(j, o)| {
+                    *j != i
                         && iswin(
                             m.eval_loss,
                             m.commit_block,
@@ -55,31 +97,70 @@ pub fn win_rates(miners: &[ScoredMiner], epsilon: f64) -> BTreeMap<u16, f64> {
         .collect()
 }
 
-/// `weight(i) = exp(w_i/T) / Σ_j exp(w_j/T)` over the scored miners (computed with the maximum
-/// subtracted, so it never overflows).
+/// Epoch weights, a softmax over win rates:
+///
+/// ```text
+/// weight(i) = exp((w_i − w_max)/T) / Σ_j exp((w_j − w_max)/T)
+/// ```
+///
+/// Subtracting the largest rate `w_max` keeps every exponent ≤ 0, so nothing overflows and the
+/// denominator is at least 1. A NaN or infinite win rate gets weight 0 and is left out of the
+/// sum. A temperature that is not a finite positive number is read as the limit T → 0⁺: the
+/// miners with the highest rate share the weight equally. No finite rate at all → all weights 0.
 pub fn epoch_weights(win_rates: &BTreeMap<u16, f64>, temperature: f64) -> BTreeMap<u16, f64> {
     let max = win_rates
         .values()
-        .cloned()
+        .copied()
+        .filter(|w| w.is_finite())
         .fold(f64::NEG_INFINITY, f64::max);
-    let exps: BTreeMap<u16, f64> = win_rates
-        .iter()
-        .map(|(uid, w)| (*uid, ((w - max) / temperature).exp()))
-        .collect();
+    if max == f64::NEG_INFINITY {
+        return win_rates.keys().map(|uid| (*uid, 0.0)).collect();
+    }
+    let exps: BTreeMap<u16, f64> = if temperature.is_finite() && temperature > 0.0 {
+        win_rates
+            .iter()
+            .map(|(uid, w)| {
+                let e = if w.is_finite() {
+                    ((w - max) / temperature).exp()
+                } else {
+                    0.0
+                };
+                (*uid, e)
+            })
+            .collect()
+    } else {
+        win_rates
+            .iter()
+            .map(|(uid, w)| (*uid, if *w == max { 1.0 } else { 0.0 }))
+            .collect()
+    };
     let total: f64 = exps.values().sum();
     exps.into_iter()
         .map(|(uid, e)| (uid, if total > 0.0 { e / total } else { 0.0 }))
         .collect()
 }
 
-/// `score = (1 − α)·score + α·epoch_weight` for every current uid (weight 0 when not scored); a
-/// uid whose hotkey changed starts from 0; uids no longer in the metagraph are dropped.
+/// The moving average of epoch weights, over every uid in the metagraph:
+///
+/// ```text
+/// score(uid) = (1 − α)·score_prev(uid) + α·epoch_weight(uid)
+/// ```
+///
+/// `score_prev` is 0 when the uid is new, when its hotkey changed (a new owner starts from 0),
+/// or when the stored score is not finite; `epoch_weight` is 0 for a uid not scored this epoch
+/// (and for a NaN, infinite or negative weight). Uids no longer in `current_hotkeys` are dropped.
+/// α is clamped to [0, 1]; a NaN α is read as 0 (scores only carry over).
 pub fn moving_average(
     previous: &BTreeMap<u16, (String, f64)>,
     epoch: &BTreeMap<u16, f64>,
     current_hotkeys: &BTreeMap<u16, String>,
     alpha: f64,
 ) -> BTreeMap<u16, (String, f64)> {
+    let alpha = if alpha.is_nan() {
+        0.0
+    } else {
+        alpha.clamp(0.0, 1.0)
+    };
     current_hotkeys
         .iter()
         .map(|(uid, hotkey)| {
@@ -87,165 +168,46 @@ pub fn moving_average(
                 Some((h, s)) if h == hotkey && s.is_finite() => *s,
                 _ => 0.0,
             };
-            let new = epoch.get(uid).copied().unwrap_or(0.0);
+            let new = epoch
+                .get(uid)
+                .copied()
+                .filter(|w| w.is_finite() && *w > 0.0)
+                .unwrap_or(0.0);
             (*uid, (hotkey.clone(), (1.0 - alpha) * old + alpha * new))
         })
         .collect()
 }
 
-/// FLock OFF's newer rule: among the lowest `max(floor(0.05·n), 1)` losses (n = scored miners),
-/// the earliest commit (lowest block, then lowest uid) wins.
+/// FLock OFF's newer rule (flock.md §5.1): among the `k` lowest losses, the earliest commit wins
+/// and gets weight 1.
+///
+/// ```text
+/// k = max(⌊0.05·n⌋, 1) = max(n / 20, 1)      (integer division)
+/// top = the k lowest (loss, commit_block, uid)
+/// winner = the member of top with the lowest (commit_block, uid)
+/// ```
+///
+/// n is the number of miners with a finite loss (NaN and infinite losses are left out). FLock
+/// takes n from the metagraph size (256 uids → k = 12) even when few miners are scored, which lets
+/// the earliest of up to 12 submissions win however much worse its loss is; counting scored
+/// miners keeps k = 1 (the best loss wins outright) until there are 40 of them. Equal losses at
+/// the cut are ordered by commit block, so the earlier commit makes the top k. `None` when no
+/// miner has a finite loss.
 pub fn winner_takes_all(miners: &[ScoredMiner]) -> Option<u16> {
     let mut by_loss: Vec<&ScoredMiner> =
         miners.iter().filter(|m| m.eval_loss.is_finite()).collect();
-    by_loss.sort_by(|a, b| a.eval_loss.total_cmp(&b.eval_loss).then(a.uid.cmp(&b.uid)));
-    let top = ((miners.len() as f64 * 0.05).floor() as usize).max(1);
+    by_loss.sort_by(|a, b| {
+        a.eval_loss
+            .total_cmp(&b.eval_loss)
+            .then(a.commit_block.cmp(&b.commit_block))
+            .then(a.uid.cmp(&b.uid))
+    });
+    let top = (by_loss.len() / 20).max(1);
     by_loss
         .into_iter()
         .take(top)
         .min_by_key(|m| (m.commit_block, m.uid))
         .map(|m| m.uid)
-}
-
-/// Max-upscale to u16: the largest weight becomes 65535, others `round_half_even(w/max · 65535)`;
-/// zeros (and NaN or negative weights) are dropped; all-zero input gives no weights.
-pub fn to_u16_weights(weights: &BTreeMap<u16, f64>) -> Vec<(u16, u16)> {
-    let clean = |w: f64| if w.is_finite() && w > 0.0 { w } else { 0.0 };
-    let max = weights.values().cloned().map(clean).fold(0.0, f64::max);
-    if max <= 0.0 {
-        return Vec::new();
-    }
-    weights
-        .iter()
-        .map(|(uid, w)| {
-            (
-                *uid,
-                (clean(*w) / max * 65535.0).round_ties_even().min(65535.0) as u16,
-            )
-        })
-        .filter(|(_, v)| *v > 0)
-        .collect()
-}
-
-/// One dataset as the duplicate rules see it.
-#[derive(Debug, Clone)]
-pub struct DatasetIdentity<'a> {
-    /// The miner.
-    pub uid: u16,
-    /// Its commit block.
-    pub commit_block: u64,
-    /// SHA-256 of its sorted canonical rows.
-    pub content_hash: &'a str,
-    /// Its canonical rows.
-    pub rows: &'a [String],
-}
-
-fn union_find_groups(n: usize, same: impl Fn(usize, usize) -> bool) -> Vec<usize> {
-    let mut parent: Vec<usize> = (0..n).collect();
-    fn find(p: &mut [usize], mut x: usize) -> usize {
-        while p[x] != x {
-            p[x] = p[p[x]];
-            x = p[x];
-        }
-        x
-    }
-    for i in 0..n {
-        for j in i + 1..n {
-            if same(i, j) {
-                let (a, b) = (find(&mut parent, i), find(&mut parent, j));
-                parent[a.max(b)] = a.min(b);
-            }
-        }
-    }
-    (0..n).map(|i| find(&mut parent, i)).collect()
-}
-
-/// For each duplicate, the uid it copies: within a group of datasets linked by equal content
-/// hash or by row overlap ≥ `overlap_fraction` × the smaller dataset's distinct rows (groups are
-/// transitive), every member but the earliest commit (lowest block, then uid) is a duplicate of
-/// that earliest one.
-pub fn content_duplicates(
-    datasets: &[DatasetIdentity<'_>],
-    overlap_fraction: f64,
-) -> BTreeMap<u16, u16> {
-    let sets: Vec<BTreeSet<&String>> = datasets.iter().map(|d| d.rows.iter().collect()).collect();
-    let groups = union_find_groups(datasets.len(), |i, j| {
-        if datasets[i].content_hash == datasets[j].content_hash {
-            return true;
-        }
-        let smaller = sets[i].len().min(sets[j].len());
-        let shared = sets[i].intersection(&sets[j]).count();
-        smaller > 0 && shared as f64 >= overlap_fraction * smaller as f64
-    });
-    originals(
-        datasets.iter().map(|d| (d.uid, d.commit_block)).collect(),
-        &groups,
-    )
-}
-
-/// Like [`content_duplicates`] for losses equal within relative `rel`
-/// (`|a − b| ≤ rel · max(|a|, |b|)`).
-pub fn loss_duplicates(miners: &[ScoredMiner], rel: f64) -> BTreeMap<u16, u16> {
-    let groups = union_find_groups(miners.len(), |i, j| {
-        let (a, b) = (miners[i].eval_loss, miners[j].eval_loss);
-        (a - b).abs() <= rel * a.abs().max(b.abs())
-    });
-    originals(
-        miners.iter().map(|m| (m.uid, m.commit_block)).collect(),
-        &groups,
-    )
-}
-
-fn originals(members: Vec<(u16, u64)>, groups: &[usize]) -> BTreeMap<u16, u16> {
-    let mut earliest: BTreeMap<usize, (u64, u16)> = BTreeMap::new();
-    for (i, (uid, block)) in members.iter().enumerate() {
-        let e = earliest.entry(groups[i]).or_insert((*block, *uid));
-        if (*block, *uid) < *e {
-            *e = (*block, *uid);
-        }
-    }
-    members
-        .iter()
-        .enumerate()
-        .filter_map(|(i, (uid, _))| {
-            let original = earliest[&groups[i]].1;
-            (original != *uid).then_some((*uid, original))
-        })
-        .collect()
-}
-
-/// A submission waiting for a loss under the current cache key.
-#[derive(Debug, Clone, PartialEq)]
-pub struct Candidate {
-    /// The miner.
-    pub uid: u16,
-    /// Its commit block.
-    pub commit_block: u64,
-    /// Whether this dataset revision has a loss under some older key.
-    pub ever_evaluated: bool,
-    /// The miner's current moving-average score.
-    pub score: f64,
-}
-
-/// The EvalQueue (DESIGN.md §2): never-evaluated submissions first, oldest commit first (then
-/// uid); then stale ones by current score, highest first (then block, uid); at most `max`.
-/// Deterministic in its input, so honest validators pick the same set.
-pub fn select_for_evaluation(candidates: &[Candidate], max: usize) -> Vec<u16> {
-    let mut fresh: Vec<&Candidate> = candidates.iter().filter(|c| !c.ever_evaluated).collect();
-    fresh.sort_by_key(|c| (c.commit_block, c.uid));
-    let mut stale: Vec<&Candidate> = candidates.iter().filter(|c| c.ever_evaluated).collect();
-    stale.sort_by(|a, b| {
-        b.score
-            .total_cmp(&a.score)
-            .then(a.commit_block.cmp(&b.commit_block))
-            .then(a.uid.cmp(&b.uid))
-    });
-    fresh
-        .into_iter()
-        .chain(stale)
-        .take(max)
-        .map(|c| c.uid)
-        .collect()
 }
 
 #[cfg(test)]
@@ -270,7 +232,12 @@ mod tests {
         assert!(iswin(0.95, 20, 1.0, 10, 0.04));
         // Same block: no adjustment, ties win for nobody.
         assert!(!iswin(1.0, 5, 1.0, 5, 0.04));
+        // Non-finite losses never win and lose to any finite loss.
         assert!(!iswin(f64::NAN, 1, 1.0, 5, 0.04));
+        assert!(iswin(1.0, 5, f64::NAN, 1, 0.04));
+        assert!(!iswin(f64::INFINITY, 1, f64::NAN, 5, 0.04));
+        // NaN epsilon: no advantage, 1.0 vs 0.97 is decided on the raw losses.
+        assert!(!iswin(1.0, 10, 0.97, 20, f64::NAN));
     }
 
     #[test]
@@ -283,6 +250,16 @@ mod tests {
         assert_eq!(rates[&1], 0.5);
         assert_eq!(rates[&2], 0.0);
         assert_eq!(win_rates(&[m(4, 1, 2.0)], 0.04)[&4], 1.0);
+        assert!(win_rates(&[], 0.04).is_empty());
+    }
+
+    #[test]
+    fn non_finite_losses_are_left_out_of_win_rates() {
+        // uid 9's NaN does not count: uids 0 and 1 compare only with each other (n − 1 = 1).
+        let rates = win_rates(&[m(0, 10, 1.0), m(1, 20, 0.97), m(9, 1, f64::NAN)], 0.04);
+        assert_eq!(rates.len(), 2);
+        assert_eq!(rates[&0], 1.0);
+        assert_eq!(rates[&1], 0.0);
     }
 
     #[test]
@@ -297,6 +274,24 @@ mod tests {
         // T = 0.08 does not overflow: weights still sum to 1.
         let w = epoch_weights(&rates, 0.08);
         assert!((w.values().sum::<f64>() - 1.0).abs() < 1e-12);
+    }
+
+    #[test]
+    fn softmax_degenerate_inputs() {
+        let rates: BTreeMap<u16, f64> = [(0, 1.0), (1, 1.0), (2, 0.5), (3, f64::NAN)]
+            .into_iter()
+            .collect();
+        // T = 0, negative or NaN → limit T → 0⁺: the two rates of 1.0 share the weight.
+        for t in [0.0, -1.0, f64::NAN] {
+            let w = epoch_weights(&rates, t);
+            assert_eq!(w[&0], 0.5);
+            assert_eq!(w[&1], 0.5);
+            assert_eq!(w[&2], 0.0);
+            assert_eq!(w[&3], 0.0);
+        }
+        let nan: BTreeMap<u16, f64> = [(0, f64::NAN)].into_iter().collect();
+        assert_eq!(epoch_weights(&nan, 0.08)[&0], 0.0);
+        assert!(epoch_weights(&BTreeMap::new(), 0.08).is_empty());
     }
 
     #[test]
@@ -325,12 +320,12 @@ mod tests {
 
     #[test]
     fn winner_takes_all_picks_the_earliest_of_the_best() {
-        // 20 miners → top max(floor(1.0), 1) = 1: the lowest loss wins outright.
+        // 20 miners → k = max(20/20, 1) = 1: the lowest loss wins outright.
         let mut field: Vec<ScoredMiner> = (0..20)
             .map(|u| m(u, 100 - u as u64, 2.0 + u as f64))
             .collect();
         assert_eq!(winner_takes_all(&field), Some(0));
-        // 40 miners → top 2: losses 2.0 (uid 0, block 100) and 2.0+ε... make uid 1 earlier and close.
+        // 40 miners → k = 2: losses 2.0 (uid 0, block 100) and 2.0001 (uid 1, block 99).
         field.extend((20..40).map(|u| m(u, 500, 9.0)));
         field[1].eval_loss = 2.0001;
         assert_eq!(
@@ -339,91 +334,6 @@ mod tests {
             "uid 1 (block 99) beats uid 0 (block 100) among the top 2"
         );
         assert_eq!(winner_takes_all(&[]), None);
-    }
-
-    #[test]
-    fn u16_weights_max_upscale_with_round_half_even() {
-        let w: BTreeMap<u16, f64> = [
-            (0, 2.0),
-            (1, 1.0),
-            (2, 0.0),
-            (3, f64::NAN),
-            (4, 1.0 / 131070.0 * 2.0),
-        ]
-        .into_iter()
-        .collect();
-        // 1/2 · 65535 = 32767.5 → 32768 (even); uid 4: (2/131070)/2 · 65535 = 0.5 → 0 (even) → dropped.
-        assert_eq!(to_u16_weights(&w), vec![(0, 65535), (1, 32768)]);
-        let half: BTreeMap<u16, f64> = [(0, 65535.0), (1, 2.5)].into_iter().collect();
-        assert_eq!(to_u16_weights(&half), vec![(0, 65535), (1, 2)]); // 2.5 → 2
-        assert!(to_u16_weights(&BTreeMap::new()).is_empty());
-        assert!(to_u16_weights(&[(0, 0.0)].into_iter().collect()).is_empty());
-    }
-
-    #[test]
-    fn duplicates_by_hash_overlap_and_loss_are_transitive_and_keep_the_earliest() {
-        let rows = |v: &[&str]| v.iter().map(|s| s.to_string()).collect::<Vec<_>>();
-        let (a, b, c, d) = (
-            rows(&["1", "2", "3", "4"]),
-            rows(&["4", "3", "2", "1"]),
-            rows(&["1", "2", "9"]),
-            rows(&["7", "8"]),
-        );
-        let ds = [
-            DatasetIdentity {
-                uid: 5,
-                commit_block: 30,
-                content_hash: "h1",
-                rows: &b,
-            },
-            DatasetIdentity {
-                uid: 2,
-                commit_block: 10,
-                content_hash: "h1",
-                rows: &a,
-            },
-            DatasetIdentity {
-                uid: 7,
-                commit_block: 40,
-                content_hash: "h3",
-                rows: &c,
-            },
-            DatasetIdentity {
-                uid: 1,
-                commit_block: 50,
-                content_hash: "h4",
-                rows: &d,
-            },
-        ];
-        // c shares 2 of its 3 rows with a: 2 ≥ 0.5·3 → duplicate of the group's earliest (uid 2).
-        let dups = content_duplicates(&ds, 0.5);
-        assert_eq!(dups, [(5, 2), (7, 2)].into_iter().collect());
-        let dups = content_duplicates(&ds, 0.9);
-        assert_eq!(dups, [(5, 2)].into_iter().collect());
-        let losses = [m(3, 20, 1.0), m(4, 10, 1.0 + 1e-12), m(6, 5, 1.5)];
-        assert_eq!(
-            loss_duplicates(&losses, 1e-9),
-            [(3, 4)].into_iter().collect()
-        );
-    }
-
-    #[test]
-    fn queue_takes_fresh_oldest_first_then_stale_by_score() {
-        let c = |uid, commit_block, ever_evaluated, score| Candidate {
-            uid,
-            commit_block,
-            ever_evaluated,
-            score,
-        };
-        let cands = [
-            c(1, 50, false, 0.0),
-            c(2, 10, false, 0.0),
-            c(3, 5, true, 0.1),
-            c(4, 7, true, 0.9),
-            c(5, 10, false, 0.0),
-        ];
-        assert_eq!(select_for_evaluation(&cands, 10), vec![2, 5, 1, 4, 3]);
-        assert_eq!(select_for_evaluation(&cands, 2), vec![2, 5]);
-        assert!(select_for_evaluation(&cands, 0).is_empty());
+        assert_eq!(winner_takes_all(&[m(3, 1, f64::NAN)]), None);
     }
 }
