@@ -284,6 +284,75 @@ fn default_workers() -> Vec<WorkerConfig> {
     }]
 }
 
+/// The `[cluster]` table: the coordinator's side of the QUIC cluster.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+#[serde(deny_unknown_fields, default)]
+pub struct ClusterNetConfig {
+    /// Directory of this node's key pair (`<name>.cert.der`, `<name>.key.der`), made by `keygen`.
+    pub pki_dir: String,
+    /// QUIC keep-alive interval.
+    pub keep_alive_ms: u64,
+    /// A connection silent this long is dead.
+    pub idle_timeout_ms: u64,
+    /// Application heartbeat interval during a job.
+    pub heartbeat_ms: u64,
+    /// A worker missing heartbeats this long is presumed dead and its job moves.
+    pub worker_timeout_ms: u64,
+}
+
+impl Default for ClusterNetConfig {
+    fn default() -> Self {
+        Self {
+            pki_dir: "pki".into(),
+            keep_alive_ms: 2_000,
+            idle_timeout_ms: 10_000,
+            heartbeat_ms: 1_000,
+            worker_timeout_ms: 10_000,
+        }
+    }
+}
+
+/// A `[[remote_workers]]` entry: a `worker serve` process the coordinator connects to.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct RemoteWorkerConfig {
+    /// Name in reports.
+    pub id: String,
+    /// `host:port` of its QUIC listener.
+    pub address: String,
+    /// SHA-256 of its certificate (printed by `worker keygen`).
+    pub fingerprint: String,
+}
+
+/// The `[worker_node]` table, read by `worker serve`.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+#[serde(deny_unknown_fields, default)]
+pub struct WorkerNodeConfig {
+    /// This worker's name.
+    pub id: String,
+    /// UDP address to listen on.
+    pub listen: String,
+    /// SHA-256 of the coordinator's certificate (printed by `coordinator keygen`).
+    pub coordinator_fingerprint: String,
+    /// Devices to run jobs on, one job per device at a time.
+    pub devices: Vec<String>,
+    /// Simulate training instead of running it: sleep this many microseconds per training token
+    /// (0 = real training). For the scale benchmark.
+    pub simulate_us_per_token: u64,
+}
+
+impl Default for WorkerNodeConfig {
+    fn default() -> Self {
+        Self {
+            id: "worker".into(),
+            listen: "0.0.0.0:7443".into(),
+            coordinator_fingerprint: String::new(),
+            devices: vec!["cpu".into()],
+            simulate_us_per_token: 0,
+        }
+    }
+}
+
 /// The whole `cluster.toml`.
 #[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
 #[serde(deny_unknown_fields, default)]
@@ -306,9 +375,15 @@ pub struct ClusterConfig {
     pub training: TrainingConfig,
     /// `[dataset]`.
     pub dataset: DatasetLimits,
-    /// `[[workers]]`.
+    /// `[[workers]]`: in-process workers (none is fine when remote workers exist).
     #[serde(default = "default_workers")]
     pub workers: Vec<WorkerConfig>,
+    /// `[cluster]`.
+    pub cluster: ClusterNetConfig,
+    /// `[[remote_workers]]`.
+    pub remote_workers: Vec<RemoteWorkerConfig>,
+    /// `[worker_node]` (only `worker serve` reads it).
+    pub worker_node: WorkerNodeConfig,
 }
 
 impl Default for ClusterConfig {
@@ -324,6 +399,9 @@ impl Default for ClusterConfig {
             training: TrainingConfig::default(),
             dataset: DatasetLimits::default(),
             workers: default_workers(),
+            cluster: ClusterNetConfig::default(),
+            remote_workers: Vec::new(),
+            worker_node: WorkerNodeConfig::default(),
         }
     }
 }
@@ -413,8 +491,37 @@ impl ClusterConfig {
                 "must be at least 3 (a row nests three levels)",
             );
         }
-        if self.workers.is_empty() {
-            return fail("workers", "at least one [[workers]] entry is needed");
+        if self.workers.is_empty() && self.remote_workers.is_empty() {
+            return fail(
+                "workers",
+                "at least one [[workers]] or [[remote_workers]] entry is needed",
+            );
+        }
+        for (i, w) in self.remote_workers.iter().enumerate() {
+            if w.address.parse::<std::net::SocketAddr>().is_err() {
+                return Err(ConfigError(format!(
+                    "remote_workers[{i}].address: {:?} is not host:port",
+                    w.address
+                )));
+            }
+            if w.fingerprint.len() != 64 || !w.fingerprint.chars().all(|c| c.is_ascii_hexdigit()) {
+                return Err(ConfigError(format!(
+                    "remote_workers[{i}].fingerprint: must be 64 hex digits (SHA-256)"
+                )));
+            }
+        }
+        let c = &self.cluster;
+        if c.keep_alive_ms == 0 || c.keep_alive_ms >= c.idle_timeout_ms {
+            return fail(
+                "cluster.keep_alive_ms",
+                "must be positive and below cluster.idle_timeout_ms",
+            );
+        }
+        if c.heartbeat_ms == 0 || c.heartbeat_ms >= c.worker_timeout_ms {
+            return fail(
+                "cluster.heartbeat_ms",
+                "must be positive and below cluster.worker_timeout_ms",
+            );
         }
         for (i, w) in self.workers.iter().enumerate() {
             let ok = w.device == "cpu"
@@ -483,6 +590,11 @@ mod tests {
                 "coordinator.metrics_listen",
             ),
             ("workers = []", "workers"),
+            (
+                "[[remote_workers]]\nid = \"a\"\naddress = \"nowhere\"\nfingerprint = \"00\"",
+                "remote_workers[0].address",
+            ),
+            ("[cluster]\nkeep_alive_ms = 20000", "cluster.keep_alive_ms"),
             ("[[workers]]\ndevice = \"tpu\"", "workers[0].device"),
         ];
         for (text, key) in cases {

@@ -4,4 +4,6 @@
 pub mod commitment;
 pub mod config;
 pub mod dataset;
+#[cfg(feature = "quic")]
+pub mod transport;
 pub mod wire;

@@ -53,6 +53,15 @@ pub struct JobRequest {
     pub eval_set_hash: String,
 }
 
+/// The evaluation set jobs are scored on; workers cache it (tokenised) by hash.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+pub struct EvalSetData {
+    /// SHA-256 of its canonical rows (the dataset content hash).
+    pub hash: String,
+    /// The eval `data.jsonl`.
+    pub data: Vec<u8>,
+}
+
 /// Progress of a job after an optimizer step.
 #[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
 pub struct Progress {
@@ -150,6 +159,8 @@ pub enum Message {
     Heartbeat(Heartbeat),
     /// Coordinator → worker.
     Cancel(Cancel),
+    /// Coordinator → worker, before jobs that need it.
+    EvalSet(EvalSetData),
 }
 
 /// Why a frame was refused.
@@ -198,13 +209,14 @@ pub enum WireError {
 }
 
 /// `(tag, name, cap on tag + payload bytes)` of every message type.
-const TYPES: [(u8, &str, usize); 6] = [
+const TYPES: [(u8, &str, usize); 7] = [
     (1, "Hello", 64 * 1024),
     (2, "Job", MAX_FRAME_BYTES),
     (3, "Progress", 1024),
     (4, "Result", 64 * 1024),
     (5, "Heartbeat", 64),
     (6, "Cancel", 64),
+    (7, "EvalSet", MAX_FRAME_BYTES),
 ];
 
 fn kind_of(tag: u8) -> Option<(&'static str, usize)> {
@@ -226,6 +238,7 @@ impl Message {
             Message::Result(_) => 4,
             Message::Heartbeat(_) => 5,
             Message::Cancel(_) => 6,
+            Message::EvalSet(_) => 7,
         }
     }
 
@@ -240,6 +253,7 @@ impl Message {
             Message::Result(m) => bincode::serde::encode_to_vec(m, config()),
             Message::Heartbeat(m) => bincode::serde::encode_to_vec(m, config()),
             Message::Cancel(m) => bincode::serde::encode_to_vec(m, config()),
+            Message::EvalSet(m) => bincode::serde::encode_to_vec(m, config()),
         }
         .map_err(|e| WireError::Encode {
             kind,
@@ -290,7 +304,8 @@ impl Message {
             3 => Message::Progress(decode(payload, kind)?),
             4 => Message::Result(decode(payload, kind)?),
             5 => Message::Heartbeat(decode(payload, kind)?),
-            _ => Message::Cancel(decode(payload, kind)?),
+            6 => Message::Cancel(decode(payload, kind)?),
+            _ => Message::EvalSet(decode(payload, kind)?),
         })
     }
 }
@@ -399,6 +414,10 @@ mod tests {
             }),
             Message::Heartbeat(Heartbeat { nonce: u64::MAX }),
             Message::Cancel(Cancel { job_id: 9 }),
+            Message::EvalSet(EvalSetData {
+                hash: "e".repeat(64),
+                data: b"{}\n".to_vec(),
+            }),
         ]
     }
 

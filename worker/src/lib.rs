@@ -14,6 +14,8 @@ pub mod lora;
 pub mod model;
 pub mod optim;
 pub mod peft;
+pub mod runner;
+pub mod serve;
 pub mod tensors;
 pub mod tiny;
 pub mod train;
