@@ -29,11 +29,7 @@ pub struct Paths {
 impl Paths {
     /// Paths for a config file at `config_path`.
     pub fn new(config: &ClusterConfig, config_path: &Path) -> Self {
-        let base = config_path
-            .parent()
-            .filter(|p| !p.as_os_str().is_empty())
-            .map(Path::to_path_buf)
-            .unwrap_or_else(|| PathBuf::from("."));
+        let base = worker::serve::config_base(config_path);
         Self {
             state_dir: base.join(&config.coordinator.state_dir),
             base,
@@ -82,20 +78,14 @@ impl Paths {
 
 /// The model directory, generating the tiny model on first use.
 pub fn model_dir(config: &ClusterConfig, paths: &Paths) -> anyhow::Result<PathBuf> {
-    if config.model.source == "tiny" {
-        let dir = paths.state_dir.join("tiny-model");
-        if !dir.join("config.json").exists() {
-            tracing::info!(dir = %dir.display(), seed = config.model.tiny_seed, "generating the tiny model");
-            worker::write_tiny_model(&dir, config.model.tiny_seed)?;
-        }
-        Ok(dir)
-    } else {
-        Ok(paths.resolve(&config.model.source))
-    }
+    worker::serve::model_dir(config, &paths.base)
 }
 
-/// The eval rows and their content hash.
-pub fn eval_set(config: &ClusterConfig, paths: &Paths) -> anyhow::Result<(Vec<Row>, String)> {
+/// The eval rows, their content hash and the file's bytes.
+pub fn eval_set(
+    config: &ClusterConfig,
+    paths: &Paths,
+) -> anyhow::Result<(Vec<Row>, String, Vec<u8>)> {
     let path = paths.resolve(&config.eval.set);
     let bytes =
         std::fs::read(&path).map_err(|e| anyhow::anyhow!("eval set {}: {e}", path.display()))?;
@@ -106,7 +96,7 @@ pub fn eval_set(config: &ClusterConfig, paths: &Paths) -> anyhow::Result<(Vec<Ro
     };
     let dataset = parse_dataset(&bytes, &limits)
         .map_err(|e| anyhow::anyhow!("eval set {}: {e}", path.display()))?;
-    Ok((dataset.rows, dataset.content_hash))
+    Ok((dataset.rows, dataset.content_hash, bytes))
 }
 
 /// The devnet chain and hub, with the subnet, the validator and (first run) the demo miners.

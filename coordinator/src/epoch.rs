@@ -44,6 +44,9 @@ pub enum EpochError {
     NoWorkers,
 }
 
+/// Consecutive failures after which a worker takes no more jobs this epoch.
+pub const MAX_WORKER_FAILURES: u32 = 3;
+
 /// A worker the coordinator can send jobs to.
 #[derive(Clone)]
 pub struct WorkerHandle {
@@ -380,21 +383,33 @@ impl Validator {
             let (queue, state, metrics) = (queue.clone(), self.state.clone(), self.metrics.clone());
             tasks.spawn(async move {
                 let mut done = Vec::new();
+                let mut failures = 0u32;
                 loop {
                     let next = queue.lock().ok().and_then(|mut q| q.pop_front());
-                    let Some((job, key, _)) = next else { break };
+                    let Some((job, key, size)) = next else { break };
                     let (uid, id) = (job.uid, job.id);
                     let run = state.begin_job(epoch, uid, &key.revision)?;
                     tracing::info!(job = id, uid, worker = %worker.name, rows = job.rows.len(), "training");
-                    let outcome = match ractor::call!(worker.actor, WorkerMsg::Run, job) {
+                    let answer = ractor::call!(worker.actor, WorkerMsg::Run, job.clone()).map_err(|e| e.to_string());
+                    let outcome = match answer.and_then(|r| r) {
                         Ok(outcome) => outcome,
                         Err(e) => {
-                            // The worker's fault, not the miner's: nothing is cached, so the
-                            // submission is trained again next epoch; this worker takes no more.
-                            tracing::error!(worker = %worker.name, job = id, uid, error = %e, "worker failed");
-                            break;
+                            // The worker's fault, not the miner's: nothing is cached and the job
+                            // goes back to the front of the queue for another worker.
+                            failures += 1;
+                            tracing::warn!(worker = %worker.name, job = id, uid, error = %e, failures, "worker failed; job re-queued");
+                            if let Ok(mut q) = queue.lock() {
+                                q.push_front((job, key, size));
+                            }
+                            if failures >= MAX_WORKER_FAILURES {
+                                tracing::error!(worker = %worker.name, "giving up on this worker for the epoch");
+                                break;
+                            }
+                            tokio::time::sleep(Duration::from_millis(500 << failures)).await;
+                            continue;
                         }
                     };
+                    failures = 0;
                     metrics.record_outcome(uid, &outcome);
                     let json = serde_json::to_string(&outcome).map_err(|e| StateError(e.to_string()))?;
                     state.finish_job(run, &key, &json, &worker.name)?;

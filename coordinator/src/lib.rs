@@ -12,6 +12,7 @@ pub mod eval_queue;
 pub mod hub;
 pub mod keys;
 pub mod metrics;
+pub mod remote;
 pub mod report;
 pub mod scoring;
 pub mod service;

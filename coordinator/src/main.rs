@@ -37,6 +37,10 @@ enum Command {
         #[arg(long)]
         json: bool,
     },
+    /// Create the coordinator's key pair under [cluster] pki_dir and print its fingerprint.
+    Keygen,
+    /// List the configured workers: in-process devices and remote workers with their pins.
+    Workers,
     /// Print the report of the last finished epoch.
     Report {
         /// Print JSON instead of a table.
@@ -101,6 +105,43 @@ async fn run(cli: Cli) -> Result<()> {
             } else {
                 let report: coordinator::report::EpochReport = serde_json::from_str(&text)?;
                 println!("{report}");
+            }
+            Ok(())
+        }
+        Command::Keygen => {
+            let paths = Paths::new(&config, &cli.config);
+            let dir = paths.resolve(&config.cluster.pki_dir);
+            let key = dir.join("coordinator.key.der");
+            anyhow::ensure!(
+                !key.exists(),
+                "{} exists: refusing to overwrite a key",
+                key.display()
+            );
+            let identity = protocol::transport::Identity::generate("coordinator")?;
+            identity.save(&dir, "coordinator")?;
+            println!("{}", identity.fingerprint());
+            eprintln!(
+                "wrote {}/coordinator.{{cert,key}}.der; pin this fingerprint as worker_node.coordinator_fingerprint on every worker",
+                dir.display()
+            );
+            Ok(())
+        }
+        Command::Workers => {
+            for (i, w) in config.workers.iter().enumerate() {
+                println!("in-process  {}#{i}", w.device);
+            }
+            for w in &config.remote_workers {
+                println!("remote      {}  {}  pin {}", w.id, w.address, w.fingerprint);
+            }
+            let paths = Paths::new(&config, &cli.config);
+            if let Ok(state) = State::open(&paths.state_db()) {
+                if let Some(text) = state.last_report()? {
+                    let report: coordinator::report::EpochReport = serde_json::from_str(&text)?;
+                    println!("last epoch {}: jobs by worker", report.epoch);
+                    for m in report.miners.iter().filter(|m| m.worker.is_some()) {
+                        println!("  uid {:>4}  {}", m.uid, m.worker.as_deref().unwrap_or("-"));
+                    }
+                }
             }
             Ok(())
         }

@@ -13,9 +13,13 @@ use crate::actor::{Coordinator, CoordinatorMsg};
 use crate::bootstrap::{self, Paths};
 use crate::epoch::{Validator, WorkerHandle};
 use crate::metrics::Metrics;
+use crate::remote::{RemoteArgs, RemoteWorker};
 use crate::report::EpochReport;
 use crate::state::State;
-use crate::worker_actor::{WorkerActor, WorkerArgs, WorkerMsg};
+use crate::worker_actor::{WorkerActor, WorkerArgs};
+use protocol::transport::Identity;
+use protocol::wire::EvalSetData;
+use worker::runner::EvalRows;
 
 /// Runs validator epochs from `config` until `epochs` are done or Ctrl-C, handing each report
 /// to `on_report`; shuts the actors down cleanly either way.
@@ -29,26 +33,57 @@ pub async fn run_validator(
     let state = Arc::new(State::open(&paths.state_db())?);
     let (chain, hub, signer) = bootstrap::devnet(&config, &paths).await?;
     let model_dir = bootstrap::model_dir(&config, &paths)?;
-    let (eval_rows, eval_hash) = bootstrap::eval_set(&config, &paths)?;
+    let (eval_rows, eval_hash, eval_bytes) = bootstrap::eval_set(&config, &paths)?;
+    let model_id = worker::checkpoint::model_id(&model_dir)?;
     tracing::info!(validator = %signer.account(), eval_rows = eval_rows.len(), model = %model_dir.display(), "starting");
-    let eval_rows = Arc::new(eval_rows);
+    let eval = EvalRows {
+        hash: eval_hash.clone(),
+        rows: Arc::new(eval_rows),
+    };
     let mut workers = Vec::new();
-    let mut model_id = String::new();
     for (i, w) in config.workers.iter().enumerate() {
         let args = WorkerArgs {
             device: w.device.parse()?,
             model_dir: model_dir.clone(),
-            eval_rows: eval_rows.clone(),
-            config: config.training.clone(),
+            eval: eval.clone(),
         };
         let name = format!("{}#{i}", w.device);
-        let (actor, _) = Actor::spawn(Some(format!("worker-{name}")), WorkerActor, args)
+        let (actor, _) = Actor::spawn(None, WorkerActor, args)
             .await
             .map_err(|e| anyhow::anyhow!("worker {name}: {e}"))?;
-        let status = ractor::call!(actor, WorkerMsg::Status)
-            .map_err(|e| anyhow::anyhow!("worker {name}: {e}"))?;
-        model_id = status.model_id;
         workers.push(WorkerHandle { name, actor });
+    }
+    if !config.remote_workers.is_empty() {
+        let pki = paths.resolve(&config.cluster.pki_dir);
+        let identity = Identity::load(
+            &pki.join("coordinator.cert.der"),
+            &pki.join("coordinator.key.der"),
+        )
+        .map_err(|e| anyhow::anyhow!("{e} (run `coordinator keygen`)"))?;
+        let eval_data = Arc::new(EvalSetData {
+            hash: eval_hash.clone(),
+            data: eval_bytes,
+        });
+        for w in &config.remote_workers {
+            let args = RemoteArgs {
+                id: w.id.clone(),
+                address: w.address.parse()?,
+                fingerprint: w.fingerprint.clone(),
+                identity: identity.clone(),
+                timeouts: worker::serve::timeouts(&config),
+                heartbeat: Duration::from_millis(config.cluster.heartbeat_ms),
+                worker_timeout: Duration::from_millis(config.cluster.worker_timeout_ms),
+                eval: eval_data.clone(),
+                expected_model: Some(model_id.clone()),
+            };
+            let (actor, _) = Actor::spawn(None, RemoteWorker, args)
+                .await
+                .map_err(|e| anyhow::anyhow!("remote worker {}: {e}", w.id))?;
+            workers.push(WorkerHandle {
+                name: w.id.clone(),
+                actor,
+            });
+        }
     }
     let metrics = Arc::new(Metrics::default());
     if !config.coordinator.metrics_listen.is_empty() {
@@ -67,7 +102,7 @@ pub async fn run_validator(
         metrics,
         next_job: AtomicU64::new(1),
     };
-    let (coordinator, handle) = Actor::spawn(Some("coordinator".into()), Coordinator, validator)
+    let (coordinator, handle) = Actor::spawn(None, Coordinator, validator)
         .await
         .map_err(|e| anyhow::anyhow!("coordinator: {e}"))?;
     // One Ctrl-C listener for the whole run, so a signal between two waits is not lost.

@@ -1,17 +1,18 @@
-//! In-process GPU/CPU workers: one ractor actor per device, each owning an [`Engine`] on a
-//! dedicated OS thread (training blocks for minutes; the async runtime must not). The actor's
-//! message enum is its API: run a job, describe yourself.
+//! In-process workers: one ractor actor per device, each driving a [`DeviceRunner`] (the engine on
+//! its own OS thread, since training blocks for minutes). The message enum is the worker API that
+//! remote proxies ([`crate::remote::RemoteWorker`]) speak too.
 
 use std::path::PathBuf;
 use std::sync::atomic::{AtomicBool, Ordering};
-use std::sync::{mpsc, Arc, Mutex};
-use std::time::{Duration, Instant};
+use std::sync::{Arc, Mutex};
+use std::time::Duration;
 
 use protocol::config::TrainingConfig;
 use protocol::dataset::Row;
 use ractor::{Actor, ActorProcessingErr, ActorRef, RpcReplyPort};
 use serde::{Deserialize, Serialize};
-use worker::{Device, Engine, EngineError, EvalSet, JobReport};
+use worker::runner::{DeviceRunner, EvalRows};
+use worker::{Device, EngineError, JobReport};
 
 /// One miner's training job.
 #[derive(Debug, Clone)]
@@ -28,12 +29,12 @@ pub struct Job {
     pub timeout: Duration,
 }
 
-/// How a job ended.
+/// How a job ended, as far as the miner is concerned (stored in the loss cache).
 #[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
 pub enum JobOutcome {
     /// Trained and evaluated.
     Done(JobReport),
-    /// The engine refused or failed; the reason is recorded for the miner.
+    /// The engine refused or failed on this dataset; the reason is recorded for the miner.
     Failed(String),
     /// Ran past its timeout and was cancelled.
     TimedOut {
@@ -45,7 +46,7 @@ pub enum JobOutcome {
 /// What a worker is doing, for operators.
 #[derive(Debug, Clone, Default, PartialEq, Serialize, Deserialize)]
 pub struct WorkerStatus {
-    /// Name, e.g. `cpu` or `cuda:0`.
+    /// Name, e.g. `cpu#0` or a remote worker's id.
     pub name: String,
     /// The job in progress, if any: (job id, uid).
     pub current: Option<(u64, u16)>,
@@ -55,46 +56,31 @@ pub struct WorkerStatus {
     pub model_id: String,
 }
 
-/// Messages a worker actor understands.
+/// Messages a worker (in-process or remote proxy) understands.
 pub enum WorkerMsg {
-    /// Run a job and reply with its outcome.
-    Run(Job, RpcReplyPort<JobOutcome>),
+    /// Run a job. `Ok` is the miner's outcome; `Err` says the worker failed (the job goes to
+    /// another worker and nothing is cached).
+    Run(Job, RpcReplyPort<Result<JobOutcome, String>>),
     /// Reply with the worker's status.
     Status(RpcReplyPort<WorkerStatus>),
 }
 
-/// How to start a worker.
+/// How to start an in-process worker.
 #[derive(Debug, Clone)]
 pub struct WorkerArgs {
     /// Device to load the model on.
     pub device: Device,
     /// Model directory (config.json, safetensors, tokenizer.json).
     pub model_dir: PathBuf,
-    /// The evaluation rows, tokenised once on the worker.
-    pub eval_rows: Arc<Vec<Row>>,
-    /// Training config whose `max_seq_len` applies to the eval set.
-    pub config: TrainingConfig,
+    /// The evaluation rows and their hash.
+    pub eval: EvalRows,
 }
 
-/// A request to the engine thread.
-struct EngineRequest {
-    job: Job,
-    cancel: Arc<AtomicBool>,
-    reply: tokio::sync::oneshot::Sender<Result<JobReport, EngineError>>,
-}
-
-/// The actor's state: a channel to the engine thread and the shared status.
+/// The in-process worker's state.
 pub struct WorkerState {
-    requests: mpsc::Sender<EngineRequest>,
+    runner: DeviceRunner,
+    eval: EvalRows,
     status: Arc<Mutex<WorkerStatus>>,
-    model_id: String,
-}
-
-impl WorkerState {
-    /// SHA-256 of the model this worker loaded.
-    pub fn model_id(&self) -> &str {
-        &self.model_id
-    }
 }
 
 /// An in-process worker actor.
@@ -110,24 +96,19 @@ impl Actor for WorkerActor {
         _me: ActorRef<Self::Msg>,
         args: WorkerArgs,
     ) -> Result<WorkerState, ActorProcessingErr> {
-        let (requests, inbox) = mpsc::channel::<EngineRequest>();
-        let (ready_tx, ready_rx) = tokio::sync::oneshot::channel::<Result<String, String>>();
         let name = args.device.to_string();
-        std::thread::Builder::new()
-            .name(format!("engine-{name}"))
-            .spawn(move || engine_thread(args, inbox, ready_tx))?;
-        let model_id = ready_rx
-            .await
-            .map_err(|_| "the engine thread exited while loading")?
+        let (device, dir) = (args.device, args.model_dir.clone());
+        let runner = tokio::task::spawn_blocking(move || DeviceRunner::start(device, &dir))
+            .await?
             .map_err(|e| format!("worker {name}: {e}"))?;
         Ok(WorkerState {
-            requests,
             status: Arc::new(Mutex::new(WorkerStatus {
                 name,
-                model_id: model_id.clone(),
+                model_id: runner.model_id.clone(),
                 ..WorkerStatus::default()
             })),
-            model_id,
+            runner,
+            eval: args.eval,
         })
     }
 
@@ -143,24 +124,43 @@ impl Actor for WorkerActor {
                 let _ = reply.send(status);
             }
             WorkerMsg::Run(job, reply) => {
-                let (id, uid, timeout) = (job.id, job.uid, job.timeout);
                 if let Ok(mut s) = state.status.lock() {
-                    s.current = Some((id, uid));
+                    s.current = Some((job.id, job.uid));
                 }
+                let (id, uid, timeout) = (job.id, job.uid, job.timeout);
                 let cancel = Arc::new(AtomicBool::new(false));
-                let (tx, rx) = tokio::sync::oneshot::channel();
-                let outcome = if state
-                    .requests
-                    .send(EngineRequest {
-                        job,
-                        cancel: cancel.clone(),
-                        reply: tx,
-                    })
-                    .is_err()
-                {
-                    JobOutcome::Failed("the engine thread has stopped".into())
-                } else {
-                    run_with_timeout(rx, cancel, timeout).await
+                let progress = Box::new(move |p: worker::JobProgress| {
+                    tracing::debug!(
+                        job = id,
+                        uid,
+                        step = p.step,
+                        of = p.total_steps,
+                        loss = p.loss,
+                        "step"
+                    );
+                });
+                let run = state.runner.run(
+                    job.rows,
+                    job.config,
+                    state.eval.clone(),
+                    cancel.clone(),
+                    progress,
+                );
+                tokio::pin!(run);
+                let result = match tokio::time::timeout(timeout, &mut run).await {
+                    Ok(result) => result,
+                    Err(_) => {
+                        cancel.store(true, Ordering::Relaxed);
+                        run.await
+                    }
+                };
+                let outcome = match result {
+                    Ok(report) => Ok(JobOutcome::Done(report)),
+                    Err(EngineError::Cancelled) => Ok(JobOutcome::TimedOut {
+                        limit_secs: timeout.as_secs(),
+                    }),
+                    Err(e @ EngineError::Device(_)) => Err(e.to_string()),
+                    Err(e) => Ok(JobOutcome::Failed(e.to_string())),
                 };
                 if let Ok(mut s) = state.status.lock() {
                     s.current = None;
@@ -170,90 +170,5 @@ impl Actor for WorkerActor {
             }
         }
         Ok(())
-    }
-}
-
-/// Waits for the engine's answer; past `timeout` it raises the cancel flag and waits for the
-/// engine to stop at its next step.
-async fn run_with_timeout(
-    mut rx: tokio::sync::oneshot::Receiver<Result<JobReport, EngineError>>,
-    cancel: Arc<AtomicBool>,
-    timeout: Duration,
-) -> JobOutcome {
-    let answer = match tokio::time::timeout(timeout, &mut rx).await {
-        Ok(answer) => answer,
-        Err(_) => {
-            cancel.store(true, Ordering::Relaxed);
-            rx.await
-        }
-    };
-    match answer {
-        Ok(Ok(report)) => JobOutcome::Done(report),
-        Ok(Err(EngineError::Cancelled)) => JobOutcome::TimedOut {
-            limit_secs: timeout.as_secs(),
-        },
-        Ok(Err(e)) => JobOutcome::Failed(e.to_string()),
-        Err(_) => JobOutcome::Failed("the engine thread stopped during the job".into()),
-    }
-}
-
-/// Owns the engine: loads the model and the eval set once, then runs jobs until the actor goes.
-fn engine_thread(
-    args: WorkerArgs,
-    inbox: mpsc::Receiver<EngineRequest>,
-    ready: tokio::sync::oneshot::Sender<Result<String, String>>,
-) {
-    let loaded = Engine::load(&args.model_dir, &args.device).and_then(|engine| {
-        let eval = engine.prepare_eval(&args.eval_rows, &args.config)?;
-        Ok((engine, eval))
-    });
-    let (engine, mut eval): (Engine, EvalSet) = match loaded {
-        Ok(pair) => {
-            let _ = ready.send(Ok(pair.0.model_id().to_string()));
-            pair
-        }
-        Err(e) => {
-            let _ = ready.send(Err(e.to_string()));
-            return;
-        }
-    };
-    let mut eval_seq_len = args.config.max_seq_len;
-    while let Ok(request) = inbox.recv() {
-        let job = request.job;
-        if job.config.max_seq_len != eval_seq_len {
-            match engine.prepare_eval(&args.eval_rows, &job.config) {
-                Ok(set) => {
-                    eval = set;
-                    eval_seq_len = job.config.max_seq_len;
-                }
-                Err(e) => {
-                    let _ = request.reply.send(Err(e));
-                    continue;
-                }
-            }
-        }
-        let started = Instant::now();
-        let result = engine.run_job(&job.rows, &eval, &job.config, &request.cancel, &mut |p| {
-            tracing::debug!(
-                job = job.id,
-                uid = job.uid,
-                step = p.step,
-                of = p.total_steps,
-                loss = p.loss,
-                "step"
-            );
-        });
-        match &result {
-            Ok(r) => tracing::info!(
-                job = job.id,
-                uid = job.uid,
-                eval_loss = r.eval_loss,
-                steps = r.steps,
-                seconds = format!("{:.1}", started.elapsed().as_secs_f64()),
-                "job done"
-            ),
-            Err(e) => tracing::warn!(job = job.id, uid = job.uid, error = %e, "job failed"),
-        }
-        let _ = request.reply.send(result);
     }
 }

@@ -72,6 +72,32 @@ fn run_epochs(config: &Path, epochs: u64) -> Vec<EpochReport> {
         .collect()
 }
 
+/// Reads a running coordinator's database without writing to it (no schema creation race):
+/// `(revision, finished)` of every job run, or `None` while the database is not ready.
+fn job_runs_read_only(db: &Path) -> Option<Vec<(String, bool)>> {
+    let conn =
+        rusqlite::Connection::open_with_flags(db, rusqlite::OpenFlags::SQLITE_OPEN_READ_ONLY)
+            .ok()?;
+    let mut stmt = conn
+        .prepare("SELECT revision, finished_at IS NOT NULL FROM job_runs ORDER BY id")
+        .ok()?;
+    let rows = stmt.query_map([], |r| Ok((r.get(0)?, r.get(1)?))).ok()?;
+    rows.collect::<Result<Vec<_>, _>>().ok()
+}
+
+/// Whether a running coordinator has finished an epoch (read-only).
+fn has_report_read_only(db: &Path) -> bool {
+    rusqlite::Connection::open_with_flags(db, rusqlite::OpenFlags::SQLITE_OPEN_READ_ONLY)
+        .and_then(|c| {
+            c.query_row(
+                "SELECT COUNT(*) FROM epochs WHERE finished_at IS NOT NULL",
+                [],
+                |r| r.get::<_, i64>(0),
+            )
+        })
+        .is_ok_and(|n| n > 0)
+}
+
 fn line(report: &EpochReport, uid: u16) -> &coordinator::report::MinerLine {
     report
         .miners
@@ -183,12 +209,14 @@ fn killed_mid_epoch_the_coordinator_resumes_without_training_anything_twice() {
             started.elapsed() < Duration::from_secs(300),
             "no job finished in time"
         );
-        if let Ok(state) = State::open(&db) {
-            let runs = state.job_runs().unwrap_or_default();
-            let finished: Vec<_> = runs.into_iter().filter(|r| r.finished).collect();
-            if !finished.is_empty() {
-                break finished;
-            }
+        let finished: Vec<String> = job_runs_read_only(&db)
+            .unwrap_or_default()
+            .into_iter()
+            .filter(|(_, done)| *done)
+            .map(|(revision, _)| revision)
+            .collect();
+        if !finished.is_empty() {
+            break finished;
         }
         assert!(
             child.try_wait().expect("wait").is_none(),
@@ -205,12 +233,11 @@ fn killed_mid_epoch_the_coordinator_resumes_without_training_anything_twice() {
         "the unfinished epoch is resumed, not a new one"
     );
     let runs = State::open(&db).expect("state").job_runs().expect("runs");
-    for done in &finished_before_kill {
-        let again = runs.iter().filter(|r| r.revision == done.revision).count();
+    for revision in &finished_before_kill {
+        let again = runs.iter().filter(|r| &r.revision == revision).count();
         assert_eq!(
             again, 1,
-            "revision {} was trained again after the restart: {runs:?}",
-            done.revision
+            "revision {revision} was trained again after the restart: {runs:?}"
         );
     }
     let mut finished: Vec<&str> = runs
@@ -287,11 +314,7 @@ fn ctrl_c_shuts_a_continuous_run_down_cleanly() {
         .expect("coordinator starts");
     let db = dir.path().join("state/validator.sqlite");
     let started = Instant::now();
-    while State::open(&db)
-        .ok()
-        .and_then(|s| s.last_report().ok().flatten())
-        .is_none()
-    {
+    while !has_report_read_only(&db) {
         assert!(
             started.elapsed() < Duration::from_secs(300),
             "no epoch finished in time"

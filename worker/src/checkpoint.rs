@@ -131,6 +131,19 @@ impl WeightFiles {
     }
 }
 
+/// SHA-256 (hex) of `config.json` and the weight files of `dir`, in file-name order: the model
+/// part of the loss cache key, computed without loading the model.
+pub fn model_id(dir: &Path) -> Result<String, EngineError> {
+    digest(&dir.join("config.json"), &WeightFiles::open(dir)?)
+}
+
+fn digest(config_path: &Path, files: &WeightFiles) -> Result<String, EngineError> {
+    let mut hasher = Sha256::new();
+    hasher.update(std::fs::read(config_path).map_err(|e| EngineError::io(config_path, e))?);
+    files.digest_into(&mut hasher);
+    Ok(hex::encode(hasher.finalize()))
+}
+
 /// Tensors a checkpoint may carry that the model does not use.
 fn ignorable(name: &str, config: &Qwen2Config) -> bool {
     name.ends_with(".rotary_emb.inv_freq")
@@ -208,9 +221,7 @@ pub fn load_model<B: Backend>(
     let config_path = dir.join("config.json");
     let config = Qwen2Config::load(&config_path)?;
     let files = WeightFiles::open(dir)?;
-    let mut hasher = Sha256::new();
-    hasher.update(std::fs::read(&config_path).map_err(|e| EngineError::io(&config_path, e))?);
-    files.digest_into(&mut hasher);
+    let model_id = digest(&config_path, &files)?;
 
     let mut loader = Loader::<B> {
         files: &files,
@@ -279,7 +290,7 @@ pub fn load_model<B: Backend>(
             norm,
             lm_head,
         },
-        model_id: hex::encode(hasher.finalize()),
+        model_id,
     })
 }
 

@@ -59,6 +59,18 @@ enum Command {
     },
     /// Measure training tokens/s and eval rows/s.
     Bench(worker::bench::BenchArgs),
+    /// Serve jobs to a coordinator over QUIC ([worker_node] of the config).
+    Serve {
+        /// The cluster configuration.
+        #[arg(long, default_value = "cluster.toml")]
+        config: PathBuf,
+    },
+    /// Create this worker's key pair under [cluster] pki_dir and print its fingerprint.
+    Keygen {
+        /// The cluster configuration (for pki_dir).
+        #[arg(long, default_value = "cluster.toml")]
+        config: PathBuf,
+    },
 }
 
 /// The `[training]` table of a TOML file; nothing else is allowed in the file.
@@ -112,6 +124,30 @@ fn run(cli: Cli) -> Result<()> {
             Ok(())
         }
         Command::Bench(args) => worker::bench::run(&args),
+        Command::Serve { config } => {
+            let cluster = protocol::config::ClusterConfig::load(&config)?;
+            let runtime = tokio::runtime::Runtime::new()?;
+            runtime.block_on(worker::serve::serve(cluster, &config))
+        }
+        Command::Keygen { config } => {
+            let cluster = if config.exists() {
+                protocol::config::ClusterConfig::load(&config)?
+            } else {
+                protocol::config::ClusterConfig::default()
+            };
+            let dir = worker::serve::config_base(&config).join(&cluster.cluster.pki_dir);
+            let path = dir.join("worker.key.der");
+            anyhow::ensure!(
+                !path.exists(),
+                "{} exists: refusing to overwrite a key",
+                path.display()
+            );
+            let identity = protocol::transport::Identity::generate(&cluster.worker_node.id)?;
+            identity.save(&dir, "worker")?;
+            println!("{}", identity.fingerprint());
+            eprintln!("wrote {}/worker.{{cert,key}}.der; pin this fingerprint in the coordinator's [[remote_workers]]", dir.display());
+            Ok(())
+        }
         Command::Eval {
             model,
             train,
