@@ -1,20 +1,28 @@
 //! sr25519 keys in Bittensor's wallet layout, and SS58 addresses.
 //!
-//! A hotkey file `<wallet_path>/<name>/hotkeys/<hotkey>` is JSON with `secretSeed` (0x + 64 hex),
-//! `publicKey`, `accountId` and `ss58Address` (chain.md §4); `coldkeypub.txt` holds the coldkey's
-//! public part. Secrets never appear in `Debug`, `Display` or errors.
+//! A wallet is `<root>/<name>/` with `coldkeypub.txt` and `hotkeys/<hotkey>` (chain.md §4). A
+//! hotkey file is unencrypted JSON: `secretSeed` (0x + 64 hex, the sr25519 mini-secret),
+//! `publicKey` and `accountId` (0x + 64 hex), `ss58Address` and `cryptoType` 1 (sr25519), the
+//! fields btwallet reads; `hotkeys/<hotkey>pub.txt` and `coldkeypub.txt` carry the public fields
+//! only. This module keeps only the hotkey secret: the devnet's coldkeys are public placeholders.
+//!
+//! Secrets never appear in `Debug`, `Display`, logs or errors: the seed lives in a
+//! [`SecretSeed`] whose `Debug` is redacted and whose bytes are wiped on drop, and a [`Signer`]
+//! shows only its address.
 
 use std::fmt;
+use std::io::Write;
 use std::path::{Path, PathBuf};
+use std::str::FromStr;
 
 use blake2::{Blake2b512, Digest};
-use rand::RngCore;
+use rand::TryRngCore;
 use subxt_signer::sr25519::{Keypair, PublicKey};
 
 /// The SS58 address format of Bittensor (generic Substrate, 42).
 pub const SS58_PREFIX: u16 = 42;
 
-/// A 32-byte sr25519 public key, shown as its SS58 address.
+/// A 32-byte sr25519 public key (`AccountId32`), shown as its SS58 address.
 #[derive(Clone, Copy, PartialEq, Eq, Hash, PartialOrd, Ord)]
 pub struct AccountId(pub [u8; 32]);
 
@@ -32,19 +40,36 @@ impl AccountId {
     pub fn from_ss58(text: &str) -> Result<Self, KeyError> {
         let bytes = bs58::decode(text)
             .into_vec()
-            .map_err(|_| KeyError(format!("{text:?} is not base58")))?;
+            .map_err(|_| KeyError(format!("address {text:?} is not base58")))?;
         if bytes.len() != 35 || bytes[0] != SS58_PREFIX as u8 {
             return Err(KeyError(format!(
-                "{text:?} is not an SS58 address with prefix 42"
+                "address {text:?} is not a 32-byte SS58 address with prefix {SS58_PREFIX}"
             )));
         }
         let checksum = ss58_checksum(&bytes[..33]);
         if bytes[33..] != checksum[..2] {
-            return Err(KeyError(format!("{text:?} has a bad SS58 checksum")));
+            return Err(KeyError(format!(
+                "address {text:?} has a bad SS58 checksum"
+            )));
         }
         let mut key = [0u8; 32];
         key.copy_from_slice(&bytes[1..33]);
         Ok(AccountId(key))
+    }
+
+    /// Parses `0x` + 64 hex digits (the `publicKey` / `accountId` form).
+    pub fn from_hex(text: &str) -> Result<Self, KeyError> {
+        let digits = text.strip_prefix("0x").unwrap_or(text);
+        hex::decode(digits)
+            .ok()
+            .and_then(|b| <[u8; 32]>::try_from(b).ok())
+            .map(AccountId)
+            .ok_or_else(|| KeyError(format!("public key {text:?} is not 0x + 64 hex digits")))
+    }
+
+    /// `0x` + 64 lowercase hex digits.
+    pub fn to_hex(&self) -> String {
+        format!("0x{}", hex::encode(self.0))
     }
 }
 
@@ -67,18 +92,86 @@ impl fmt::Debug for AccountId {
     }
 }
 
+impl FromStr for AccountId {
+    type Err = KeyError;
+
+    /// An SS58 address, or `0x` + 64 hex digits.
+    fn from_str(s: &str) -> Result<Self, Self::Err> {
+        if s.starts_with("0x") {
+            Self::from_hex(s)
+        } else {
+            Self::from_ss58(s)
+        }
+    }
+}
+
 impl From<PublicKey> for AccountId {
     fn from(key: PublicKey) -> Self {
         AccountId(key.0)
     }
 }
 
-/// A key problem, naming the file; never contains secret material.
+impl serde::Serialize for AccountId {
+    fn serialize<S: serde::Serializer>(&self, s: S) -> Result<S::Ok, S::Error> {
+        s.serialize_str(&self.to_ss58())
+    }
+}
+
+impl<'de> serde::Deserialize<'de> for AccountId {
+    fn deserialize<D: serde::Deserializer<'de>>(d: D) -> Result<Self, D::Error> {
+        let text = String::deserialize(d)?;
+        AccountId::from_ss58(&text).map_err(serde::de::Error::custom)
+    }
+}
+
+/// A key problem, naming the file or the value; never contains secret material.
 #[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
 #[error("{0}")]
 pub struct KeyError(pub String);
 
-/// An sr25519 key pair that signs extrinsics. Its `Debug` shows only the address.
+/// A 32-byte sr25519 mini-secret (`secretSeed`). Its `Debug` is redacted and its bytes are
+/// overwritten when it is dropped.
+pub struct SecretSeed([u8; 32]);
+
+impl SecretSeed {
+    /// Wraps seed bytes.
+    pub fn from_bytes(bytes: [u8; 32]) -> Self {
+        SecretSeed(bytes)
+    }
+
+    /// A fresh seed from the operating system's random source.
+    pub fn generate() -> Result<Self, KeyError> {
+        let mut seed = SecretSeed([0u8; 32]);
+        rand::rngs::OsRng
+            .try_fill_bytes(&mut seed.0)
+            .map_err(|e| KeyError(format!("the OS random source failed: {e}")))?;
+        Ok(seed)
+    }
+
+    /// The seed bytes (for writing the key file; do not log them).
+    pub fn expose(&self) -> &[u8; 32] {
+        &self.0
+    }
+}
+
+impl fmt::Debug for SecretSeed {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.write_str("SecretSeed(<redacted>)")
+    }
+}
+
+impl Drop for SecretSeed {
+    fn drop(&mut self) {
+        for byte in self.0.iter_mut() {
+            // SAFETY: `byte` is a valid, aligned, exclusive reference into our own array.
+            unsafe { std::ptr::write_volatile(byte, 0) };
+        }
+        std::sync::atomic::compiler_fence(std::sync::atomic::Ordering::SeqCst);
+    }
+}
+
+/// An sr25519 key pair that signs extrinsics (the `Signer` of the [`crate::chain::Chain`] calls).
+/// Its `Debug` shows only the address.
 #[derive(Clone)]
 pub struct Signer {
     keypair: Keypair,
@@ -91,21 +184,29 @@ impl fmt::Debug for Signer {
 }
 
 impl Signer {
-    /// A key from a 32-byte secret seed.
-    pub fn from_seed(seed: [u8; 32]) -> Result<Self, KeyError> {
-        Keypair::from_secret_key(seed)
+    /// The key of a 32-byte mini-secret (expanded as sp-core and btwallet do).
+    pub fn from_seed(seed: &SecretSeed) -> Result<Self, KeyError> {
+        Keypair::from_secret_key(*seed.expose())
             .map(|keypair| Signer { keypair })
             .map_err(|_| KeyError("invalid sr25519 secret seed".into()))
     }
 
-    /// A fresh key from the OS random source; returns the seed to store.
-    pub fn generate() -> Result<(Self, [u8; 32]), KeyError> {
-        let mut seed = [0u8; 32];
-        rand::rng().fill_bytes(&mut seed);
-        Ok((Self::from_seed(seed)?, seed))
+    /// The key of a BIP-39 mnemonic (no password), as btwallet derives `secretPhrase`.
+    pub fn from_phrase(phrase: &str) -> Result<Self, KeyError> {
+        let mnemonic = subxt_signer::bip39::Mnemonic::parse(phrase)
+            .map_err(|_| KeyError("secretPhrase is not a valid BIP-39 mnemonic".into()))?;
+        Keypair::from_phrase(&mnemonic, None)
+            .map(|keypair| Signer { keypair })
+            .map_err(|_| KeyError("secretPhrase does not give an sr25519 key".into()))
     }
 
-    /// Wraps a subxt-signer key pair (e.g. a dev account).
+    /// A fresh key from the OS random source, with the seed to store.
+    pub fn generate() -> Result<(Self, SecretSeed), KeyError> {
+        let seed = SecretSeed::generate()?;
+        Ok((Self::from_seed(&seed)?, seed))
+    }
+
+    /// Wraps a subxt-signer key pair (e.g. `subxt_signer::sr25519::dev::alice()`).
     pub fn from_keypair(keypair: Keypair) -> Self {
         Signer { keypair }
     }
@@ -115,7 +216,7 @@ impl Signer {
         self.keypair.public_key().into()
     }
 
-    /// An sr25519 signature of `message`.
+    /// An sr25519 signature of `message` (signing context `substrate`, as the runtime checks).
     pub fn sign(&self, message: &[u8]) -> [u8; 64] {
         self.keypair.sign(message).0
     }
@@ -130,7 +231,7 @@ pub fn verify(account: &AccountId, message: &[u8], signature: &[u8; 64]) -> bool
     )
 }
 
-/// Where a Bittensor wallet's files are.
+/// Where a Bittensor wallet's files are (`--wallet.path`, `--wallet.name`, `--wallet.hotkey`).
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub struct WalletPath {
     /// `--wallet.path`, e.g. `~/.bittensor/wallets`.
@@ -150,116 +251,219 @@ impl WalletPath {
             .join(&self.hotkey)
     }
 
+    /// `<root>/<name>/hotkeys/<hotkey>pub.txt`, the hotkey's public companion.
+    pub fn hotkey_pub_file(&self) -> PathBuf {
+        self.root
+            .join(&self.name)
+            .join("hotkeys")
+            .join(format!("{}pub.txt", self.hotkey))
+    }
+
     /// `<root>/<name>/coldkeypub.txt`.
     pub fn coldkeypub_file(&self) -> PathBuf {
         self.root.join(&self.name).join("coldkeypub.txt")
     }
+
+    /// Refuses wallet and hotkey names that are not one plain path component.
+    fn check(&self) -> Result<(), KeyError> {
+        for (what, value) in [("wallet name", &self.name), ("hotkey name", &self.hotkey)] {
+            let plain = !value.is_empty()
+                && value != "."
+                && value != ".."
+                && !value.contains(['/', '\\', '\0']);
+            if !plain {
+                return Err(KeyError(format!(
+                    "{what} {value:?} must be one plain file name (no '/', '\\', '..')"
+                )));
+            }
+        }
+        Ok(())
+    }
 }
 
-fn key_json(account: &AccountId, seed: Option<&[u8; 32]>) -> serde_json::Value {
-    let public = format!("0x{}", hex::encode(account.0));
-    let mut json = serde_json::json!({
-        "accountId": public,
-        "publicKey": public,
+fn public_json(account: &AccountId) -> serde_json::Value {
+    serde_json::json!({
+        "accountId": account.to_hex(),
+        "publicKey": account.to_hex(),
         "ss58Address": account.to_ss58(),
-    });
-    if let Some(seed) = seed {
-        json["secretSeed"] = serde_json::Value::String(format!("0x{}", hex::encode(seed)));
-    }
-    json
+        "cryptoType": 1,
+    })
 }
 
-fn write_private(path: &Path, text: &str) -> Result<(), KeyError> {
-    if let Some(dir) = path.parent() {
-        std::fs::create_dir_all(dir).map_err(|e| KeyError(format!("{}: {e}", dir.display())))?;
-    }
-    std::fs::write(path, text).map_err(|e| KeyError(format!("{}: {e}", path.display())))?;
+fn io_err(path: &Path) -> impl Fn(std::io::Error) -> KeyError + '_ {
+    move |e| KeyError(format!("{}: {e}", path.display()))
+}
+
+/// Writes `text` to `path` only if it does not exist yet: written to a private temporary file
+/// (mode 0600 on Unix) and linked into place, so the file never exists half-written or readable
+/// by others, and an existing file is never replaced.
+fn write_new(path: &Path, text: &str, private: bool) -> Result<(), KeyError> {
+    let dir = path
+        .parent()
+        .ok_or_else(|| KeyError(format!("{}: no parent directory", path.display())))?;
+    std::fs::create_dir_all(dir).map_err(io_err(dir))?;
+    let tmp = dir.join(format!(
+        ".{}.tmp-{}-{:08x}",
+        path.file_name().and_then(|n| n.to_str()).unwrap_or("key"),
+        std::process::id(),
+        rand::random::<u32>()
+    ));
+    let mut options = std::fs::OpenOptions::new();
+    options.write(true).create_new(true);
     #[cfg(unix)]
     {
-        use std::os::unix::fs::PermissionsExt;
-        std::fs::set_permissions(path, std::fs::Permissions::from_mode(0o600))
-            .map_err(|e| KeyError(format!("{}: {e}", path.display())))?;
+        use std::os::unix::fs::OpenOptionsExt;
+        options.mode(if private { 0o600 } else { 0o644 });
     }
-    Ok(())
+    #[cfg(not(unix))]
+    let _ = private;
+    let result = (|| {
+        let mut file = options.open(&tmp).map_err(io_err(&tmp))?;
+        file.write_all(text.as_bytes()).map_err(io_err(&tmp))?;
+        file.sync_all().map_err(io_err(&tmp))?;
+        std::fs::hard_link(&tmp, path).map_err(|e| {
+            if e.kind() == std::io::ErrorKind::AlreadyExists {
+                KeyError(format!(
+                    "{}: already exists; refusing to overwrite a key file",
+                    path.display()
+                ))
+            } else {
+                KeyError(format!("{}: {e}", path.display()))
+            }
+        })
+    })();
+    let _ = std::fs::remove_file(&tmp);
+    result
 }
 
-/// Creates a wallet with a new hotkey and a new coldkey (only its public part is kept).
+/// Creates a new hotkey in `wallet` from OS randomness and returns it. Refuses to overwrite an
+/// existing hotkey file. The wallet's `coldkeypub.txt` is kept when present (one coldkey, many
+/// hotkeys); otherwise a new coldkey is made and only its public part is written.
 pub fn create_wallet(wallet: &WalletPath) -> Result<Signer, KeyError> {
+    wallet.check()?;
+    let hotkey_file = wallet.hotkey_file();
+    if hotkey_file.exists() {
+        return Err(KeyError(format!(
+            "{}: already exists; refusing to overwrite a key file",
+            hotkey_file.display()
+        )));
+    }
+    let coldkey_file = wallet.coldkeypub_file();
+    if coldkey_file.exists() {
+        load_coldkeypub(wallet)?;
+    } else {
+        let (coldkey, _) = Signer::generate()?;
+        write_new(
+            &coldkey_file,
+            &public_json(&coldkey.account()).to_string(),
+            false,
+        )?;
+    }
     let (hotkey, seed) = Signer::generate()?;
-    let (coldkey, _) = Signer::generate()?;
-    write_private(
-        &wallet.hotkey_file(),
-        &key_json(&hotkey.account(), Some(&seed)).to_string(),
-    )?;
-    write_private(
-        &wallet.coldkeypub_file(),
-        &key_json(&coldkey.account(), None).to_string(),
-    )?;
+    let mut json = public_json(&hotkey.account());
+    json["secretSeed"] = serde_json::Value::String(format!("0x{}", hex::encode(seed.expose())));
+    write_new(&hotkey_file, &json.to_string(), true)?;
+    let pub_file = wallet.hotkey_pub_file();
+    if !pub_file.exists() {
+        write_new(
+            &pub_file,
+            &public_json(&hotkey.account()).to_string(),
+            false,
+        )?;
+    }
     Ok(hotkey)
 }
 
-/// Reads a hotkey file (`secretSeed` or a 64-byte-or-shorter `privateKey`'s first 32 bytes are
-/// not accepted: only `secretSeed`; a `secretPhrase` alone is refused with a clear message).
+/// Loads the wallet's hotkey, creating the wallet first if the hotkey file does not exist.
+pub fn load_or_create_wallet(wallet: &WalletPath) -> Result<Signer, KeyError> {
+    if wallet.hotkey_file().exists() {
+        load_hotkey(wallet)
+    } else {
+        create_wallet(wallet)
+    }
+}
+
+/// Reads a hotkey file: `secretPhrase` (BIP-39) or `secretSeed`, as btwallet does; when both are
+/// present they must give the same key, and `ss58Address`, when present, must match it.
+/// Encrypted files, ed25519 keys (`cryptoType` 0) and files with only a 64-byte `privateKey` are
+/// refused with a message saying so.
 pub fn load_hotkey(wallet: &WalletPath) -> Result<Signer, KeyError> {
+    wallet.check()?;
     let path = wallet.hotkey_file();
-    let text =
-        std::fs::read_to_string(&path).map_err(|e| KeyError(format!("{}: {e}", path.display())))?;
-    let json: serde_json::Value = serde_json::from_str(&text).map_err(|_| {
-        KeyError(format!(
-            "{}: not a JSON key file (encrypted keys are not supported)",
-            path.display()
-        ))
-    })?;
-    let seed = json
-        .get("secretSeed")
-        .and_then(|v| v.as_str())
-        .ok_or_else(|| KeyError(format!("{}: no secretSeed field", path.display())))?;
-    let bytes = hex::decode(seed.trim_start_matches("0x"))
-        .ok()
-        .and_then(|b| <[u8; 32]>::try_from(b).ok())
-        .ok_or_else(|| {
-            KeyError(format!(
-                "{}: secretSeed must be 0x + 64 hex digits",
-                path.display()
+    let fail = |reason: &str| KeyError(format!("{}: {reason}", path.display()));
+    let text = std::fs::read_to_string(&path).map_err(io_err(&path))?;
+    let trimmed = text.trim_start();
+    if ["$NACL", "$ANSIBLE_VAULT", "gAAAAA"]
+        .iter()
+        .any(|p| trimmed.starts_with(p))
+    {
+        return Err(fail(
+            "the hotkey is encrypted; only unencrypted hotkey files are supported",
+        ));
+    }
+    let json: serde_json::Value =
+        serde_json::from_str(trimmed).map_err(|_| fail("not a JSON key file"))?;
+    if json.get("cryptoType").and_then(|v| v.as_u64()) == Some(0) {
+        return Err(fail(
+            "an ed25519 key (cryptoType 0); hotkeys must be sr25519",
+        ));
+    }
+    let field = |name: &str| json.get(name).and_then(|v| v.as_str());
+    let from_seed = field("secretSeed")
+        .map(|seed| {
+            let digits = seed.strip_prefix("0x").unwrap_or(seed);
+            let bytes = hex::decode(digits)
+                .ok()
+                .and_then(|b| <[u8; 32]>::try_from(b).ok())
+                .ok_or_else(|| fail("secretSeed must be 0x + 64 hex digits"))?;
+            Signer::from_seed(&SecretSeed::from_bytes(bytes)).map_err(|e| fail(&e.0))
+        })
+        .transpose()?;
+    let from_phrase = field("secretPhrase")
+        .map(|phrase| Signer::from_phrase(phrase).map_err(|e| fail(&e.0)))
+        .transpose()?;
+    let signer = match (from_phrase, from_seed) {
+        (Some(p), Some(s)) if p.account() != s.account() => {
+            return Err(fail("secretPhrase and secretSeed give different keys"))
+        }
+        (Some(p), _) => p,
+        (None, Some(s)) => s,
+        (None, None) if json.get("privateKey").is_some() => {
+            return Err(fail(
+                "only a privateKey field; a secretSeed or secretPhrase is needed",
             ))
-        })?;
-    let signer =
-        Signer::from_seed(bytes).map_err(|e| KeyError(format!("{}: {e}", path.display())))?;
-    if let Some(address) = json.get("ss58Address").and_then(|v| v.as_str()) {
+        }
+        (None, None) => return Err(fail("no secretSeed or secretPhrase field")),
+    };
+    if let Some(address) = field("ss58Address") {
         if address != signer.account().to_ss58() {
-            return Err(KeyError(format!(
-                "{}: ss58Address does not match the secret seed",
-                path.display()
-            )));
+            return Err(fail("ss58Address does not match the secret key"));
         }
     }
     Ok(signer)
 }
 
-/// Reads the coldkey's public key from `coldkeypub.txt`.
+/// Reads the coldkey's public key from `coldkeypub.txt`: JSON with `ss58Address` (or
+/// `publicKey`), or the legacy form holding just the SS58 address.
 pub fn load_coldkeypub(wallet: &WalletPath) -> Result<AccountId, KeyError> {
+    wallet.check()?;
     let path = wallet.coldkeypub_file();
-    let text =
-        std::fs::read_to_string(&path).map_err(|e| KeyError(format!("{}: {e}", path.display())))?;
-    let json: serde_json::Value = serde_json::from_str(&text)
-        .map_err(|e| KeyError(format!("{}: not JSON: {e}", path.display())))?;
-    let address = json
-        .get("ss58Address")
-        .and_then(|v| v.as_str())
-        .ok_or_else(|| KeyError(format!("{}: no ss58Address field", path.display())))?;
-    AccountId::from_ss58(address).map_err(|e| KeyError(format!("{}: {e}", path.display())))
-}
-
-impl serde::Serialize for AccountId {
-    fn serialize<S: serde::Serializer>(&self, s: S) -> Result<S::Ok, S::Error> {
-        s.serialize_str(&self.to_ss58())
+    let text = std::fs::read_to_string(&path).map_err(io_err(&path))?;
+    let text = text.trim();
+    let fail = |e: KeyError| KeyError(format!("{}: {e}", path.display()));
+    if !text.starts_with('{') {
+        return AccountId::from_ss58(text.trim_matches('"')).map_err(fail);
     }
-}
-
-impl<'de> serde::Deserialize<'de> for AccountId {
-    fn deserialize<D: serde::Deserializer<'de>>(d: D) -> Result<Self, D::Error> {
-        let text = String::deserialize(d)?;
-        AccountId::from_ss58(&text).map_err(serde::de::Error::custom)
+    let json: serde_json::Value = serde_json::from_str(text)
+        .map_err(|e| KeyError(format!("{}: not JSON: {e}", path.display())))?;
+    let field = |name: &str| json.get(name).and_then(|v| v.as_str());
+    match (field("ss58Address"), field("publicKey")) {
+        (Some(address), _) => AccountId::from_ss58(address).map_err(fail),
+        (None, Some(public)) => AccountId::from_hex(public).map_err(fail),
+        (None, None) => Err(KeyError(format!(
+            "{}: no ss58Address or publicKey field",
+            path.display()
+        ))),
     }
 }
 
@@ -267,12 +471,20 @@ impl<'de> serde::Deserialize<'de> for AccountId {
 mod tests {
     use super::*;
 
+    fn wallet(root: &Path, name: &str) -> WalletPath {
+        WalletPath {
+            root: root.to_path_buf(),
+            name: name.into(),
+            hotkey: "default".into(),
+        }
+    }
+
     #[test]
     fn alice_has_her_well_known_address() {
         let alice = Signer::from_keypair(subxt_signer::sr25519::dev::alice());
         assert_eq!(
-            hex::encode(alice.account().0),
-            "d43593c715fdd31c61141abd04a99fd6822c8558854ccde39a5684e7a56da27d"
+            alice.account().to_hex(),
+            "0xd43593c715fdd31c61141abd04a99fd6822c8558854ccde39a5684e7a56da27d"
         );
         assert_eq!(
             alice.account().to_ss58(),
@@ -283,7 +495,33 @@ mod tests {
                 .expect("parses"),
             alice.account()
         );
-        assert!(AccountId::from_ss58("5GrwvaEF5zXb26Fz9rcQpDWS57CtERHpNehXCPcNoHGKutQZ").is_err());
+        assert_eq!(
+            "0xd43593c715fdd31c61141abd04a99fd6822c8558854ccde39a5684e7a56da27d"
+                .parse::<AccountId>()
+                .expect("hex parses"),
+            alice.account()
+        );
+        let err = AccountId::from_ss58("5GrwvaEF5zXb26Fz9rcQpDWS57CtERHpNehXCPcNoHGKutQZ")
+            .expect_err("bad checksum");
+        assert!(err.0.contains("checksum"), "{err}");
+        assert!(AccountId::from_ss58("0OIl").is_err(), "not base58");
+    }
+
+    #[test]
+    fn alice_from_her_seed_file() {
+        // Alice's mini-secret (chain.md §4: from_secret_key(0xe5be9a50…) gives d43593c7…).
+        let dir = tempfile::tempdir().expect("tempdir");
+        let w = wallet(dir.path(), "alice");
+        std::fs::create_dir_all(w.hotkey_file().parent().expect("dir")).expect("mkdir");
+        std::fs::write(
+            w.hotkey_file(),
+            r#"{"secretSeed":"0xe5be9a5092b81bca64be81d212e7f2f9eba183bb7a90954f7b76361f6edb5c0a","ss58Address":"5GrwvaEF5zXb26Fz9rcQpDWS57CtERHpNehXCPcNoHGKutQY"}"#,
+        )
+        .expect("write");
+        assert_eq!(
+            load_hotkey(&w).expect("loads").account().to_ss58(),
+            "5GrwvaEF5zXb26Fz9rcQpDWS57CtERHpNehXCPcNoHGKutQY"
+        );
     }
 
     #[test]
@@ -299,28 +537,161 @@ mod tests {
     #[test]
     fn wallet_files_round_trip_and_never_print_the_seed() {
         let dir = tempfile::tempdir().expect("tempdir");
-        let wallet = WalletPath {
-            root: dir.path().to_path_buf(),
-            name: "validator".into(),
-            hotkey: "default".into(),
-        };
-        let created = create_wallet(&wallet).expect("created");
-        let loaded = load_hotkey(&wallet).expect("loaded");
+        let w = wallet(dir.path(), "validator");
+        let created = create_wallet(&w).expect("created");
+        let loaded = load_hotkey(&w).expect("loaded");
         assert_eq!(created.account(), loaded.account());
-        load_coldkeypub(&wallet).expect("coldkey");
-        let text = std::fs::read_to_string(wallet.hotkey_file()).expect("file");
-        let seed: serde_json::Value = serde_json::from_str(&text).expect("json");
-        let seed = seed["secretSeed"]
+        let coldkey = load_coldkeypub(&w).expect("coldkey");
+        assert_ne!(coldkey, created.account());
+        let text = std::fs::read_to_string(w.hotkey_file()).expect("file");
+        let json: serde_json::Value = serde_json::from_str(&text).expect("json");
+        for field in ["accountId", "publicKey", "ss58Address", "secretSeed"] {
+            assert!(json[field].is_string(), "{field} in {text}");
+        }
+        assert_eq!(json["ss58Address"], created.account().to_ss58());
+        let seed = json["secretSeed"]
             .as_str()
             .expect("seed")
             .trim_start_matches("0x")
             .to_string();
-        assert!(!format!("{loaded:?}").contains(&seed));
-        std::fs::write(wallet.hotkey_file(), "{\"secretPhrase\":\"word word\"}").expect("write");
-        let err = load_hotkey(&wallet).expect_err("no seed");
-        assert!(
-            err.0.contains("secretSeed") && !err.0.contains("word word"),
-            "{err}"
+        assert_eq!(seed.len(), 64);
+        assert!(!format!("{loaded:?} {created:?}").contains(&seed));
+        let public: serde_json::Value =
+            serde_json::from_str(&std::fs::read_to_string(w.hotkey_pub_file()).expect("pub"))
+                .expect("json");
+        assert!(public.get("secretSeed").is_none());
+        assert_eq!(public["ss58Address"], created.account().to_ss58());
+        #[cfg(unix)]
+        {
+            use std::os::unix::fs::PermissionsExt;
+            let mode = std::fs::metadata(w.hotkey_file())
+                .expect("meta")
+                .permissions()
+                .mode();
+            assert_eq!(mode & 0o777, 0o600, "the hotkey file is private");
+        }
+        let seed_value = SecretSeed::from_bytes([7; 32]);
+        assert_eq!(format!("{seed_value:?}"), "SecretSeed(<redacted>)");
+    }
+
+    #[test]
+    fn an_existing_hotkey_is_never_overwritten_and_a_second_hotkey_shares_the_coldkey() {
+        let dir = tempfile::tempdir().expect("tempdir");
+        let w = wallet(dir.path(), "miner");
+        let first = create_wallet(&w).expect("created");
+        let err = create_wallet(&w).expect_err("exists");
+        assert!(err.0.contains("refusing to overwrite"), "{err}");
+        assert_eq!(
+            load_hotkey(&w).expect("still there").account(),
+            first.account()
         );
+        assert_eq!(
+            load_or_create_wallet(&w).expect("loads").account(),
+            first.account()
+        );
+        let second = WalletPath {
+            hotkey: "second".into(),
+            ..w.clone()
+        };
+        let coldkey = load_coldkeypub(&w).expect("coldkey");
+        let other = load_or_create_wallet(&second).expect("creates");
+        assert_ne!(other.account(), first.account());
+        assert_eq!(load_coldkeypub(&second).expect("same coldkey"), coldkey);
+    }
+
+    #[test]
+    fn bad_key_files_are_refused_with_the_file_and_reason_and_no_secret() {
+        let dir = tempfile::tempdir().expect("tempdir");
+        let w = wallet(dir.path(), "bad");
+        let path = w.hotkey_file();
+        std::fs::create_dir_all(path.parent().expect("dir")).expect("mkdir");
+        let cases: [(&str, &str); 7] = [
+            ("$NACL\x01\x02", "encrypted"),
+            ("not json", "not a JSON key file"),
+            (r#"{"secretSeed":"0x1234"}"#, "64 hex digits"),
+            (r#"{"secretPhrase":"word word secret"}"#, "BIP-39"),
+            (r#"{"privateKey":"0xabcd"}"#, "privateKey"),
+            (r#"{"cryptoType":0,"secretSeed":"0x00"}"#, "ed25519"),
+            (
+                r#"{"secretSeed":"0x0101010101010101010101010101010101010101010101010101010101010101","ss58Address":"5GrwvaEF5zXb26Fz9rcQpDWS57CtERHpNehXCPcNoHGKutQY"}"#,
+                "does not match",
+            ),
+        ];
+        for (content, reason) in cases {
+            std::fs::write(&path, content).expect("write");
+            let err = load_hotkey(&w).expect_err(content);
+            assert!(
+                err.0.contains(reason) && err.0.contains(&path.display().to_string()),
+                "{content}: {err}"
+            );
+            assert!(
+                !err.0.contains("0101") && !err.0.contains("secret\""),
+                "{err}"
+            );
+            assert!(!err.0.contains("word word"), "{err}");
+        }
+        let traversal = WalletPath {
+            name: "../x".into(),
+            ..w.clone()
+        };
+        assert!(load_hotkey(&traversal)
+            .expect_err("bad name")
+            .0
+            .contains("wallet name"));
+        assert!(create_wallet(&traversal).is_err());
+    }
+
+    #[test]
+    fn a_phrase_only_hotkey_loads_and_must_agree_with_its_seed() {
+        let dir = tempfile::tempdir().expect("tempdir");
+        let w = wallet(dir.path(), "phrase");
+        let path = w.hotkey_file();
+        std::fs::create_dir_all(path.parent().expect("dir")).expect("mkdir");
+        let phrase = subxt_signer::DEV_PHRASE;
+        let expected = Signer::from_keypair(
+            Keypair::from_phrase(
+                &subxt_signer::bip39::Mnemonic::parse(phrase).expect("mnemonic"),
+                None,
+            )
+            .expect("key"),
+        );
+        std::fs::write(
+            &path,
+            serde_json::json!({ "secretPhrase": phrase }).to_string(),
+        )
+        .expect("write");
+        assert_eq!(
+            load_hotkey(&w).expect("loads").account(),
+            expected.account()
+        );
+        std::fs::write(
+            &path,
+            serde_json::json!({ "secretPhrase": phrase, "secretSeed": format!("0x{}", "01".repeat(32)) })
+                .to_string(),
+        )
+        .expect("write");
+        let err = load_hotkey(&w).expect_err("disagree");
+        assert!(err.0.contains("different keys"), "{err}");
+    }
+
+    #[test]
+    fn legacy_coldkeypub_holds_just_the_address() {
+        let dir = tempfile::tempdir().expect("tempdir");
+        let w = wallet(dir.path(), "legacy");
+        std::fs::create_dir_all(dir.path().join("legacy")).expect("mkdir");
+        std::fs::write(
+            w.coldkeypub_file(),
+            "5GrwvaEF5zXb26Fz9rcQpDWS57CtERHpNehXCPcNoHGKutQY\n",
+        )
+        .expect("write");
+        assert_eq!(
+            load_coldkeypub(&w).expect("loads").to_ss58(),
+            "5GrwvaEF5zXb26Fz9rcQpDWS57CtERHpNehXCPcNoHGKutQY"
+        );
+        std::fs::write(w.coldkeypub_file(), "{}").expect("write");
+        assert!(load_coldkeypub(&w)
+            .expect_err("empty")
+            .0
+            .contains("no ss58Address"));
     }
 }

@@ -1,6 +1,8 @@
 //! Chain access behind one trait: the embedded [`devnet::DevnetChain`] implements it now, a
 //! subxt client for subtensor implements it later; the coordinator and miner-cli only see
-//! [`Chain`].
+//! [`Chain`]. The types follow what subtensor offers (chain.md §2): `NeuronInfoLite` for the
+//! metagraph, `Commitments.CommitmentOf` for commitments, `SubtensorModule.set_weights` and
+//! `Weights` for weights, and the pallet errors for [`ChainError`].
 
 pub mod devnet;
 
@@ -22,13 +24,15 @@ pub struct Neuron {
     pub stake: u64,
     /// Whether it may set weights.
     pub validator_permit: bool,
-    /// The block of its last weight update.
+    /// The block of its last weight update (0: never).
     pub last_update: u64,
 }
 
 /// What a validator needs to know about a subnet at one block.
 #[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
 pub struct Metagraph {
+    /// The subnet.
+    pub netuid: u16,
     /// The block this view was read at.
     pub block: u64,
     /// Blocks per tempo.
@@ -39,7 +43,7 @@ pub struct Metagraph {
     pub weights_version_key: u64,
     /// Whether weights must go through commit-reveal.
     pub commit_reveal_enabled: bool,
-    /// Every neuron, by uid.
+    /// Every neuron, in uid order.
     pub neurons: Vec<Neuron>,
 }
 
@@ -48,11 +52,20 @@ impl Metagraph {
     pub fn neuron_of(&self, hotkey: &AccountId) -> Option<&Neuron> {
         self.neurons.iter().find(|n| &n.hotkey == hotkey)
     }
+
+    /// The neuron with this uid.
+    pub fn neuron(&self, uid: u16) -> Option<&Neuron> {
+        self.neurons.iter().find(|n| n.uid == uid)
+    }
 }
 
-/// A hotkey's commitment as stored on chain: raw bytes and the block they landed in.
+/// A hotkey's commitment as stored on chain (`Commitments.CommitmentOf`): raw bytes, the block
+/// they landed in, and the hotkey's uid when it is (still) registered.
 #[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
 pub struct CommitmentRecord {
+    /// The committer's uid on the subnet; `None` when the hotkey is no longer registered (the
+    /// chain keeps a deregistered hotkey's commitment).
+    pub uid: Option<u16>,
     /// Who committed.
     pub hotkey: AccountId,
     /// The committed bytes (a `Raw` field), not yet parsed.
@@ -61,20 +74,21 @@ pub struct CommitmentRecord {
     pub block: u64,
 }
 
-/// Why a chain call failed; names the call or storage item.
+/// Why a chain call failed. Each variant has a counterpart on subtensor (named in its doc), and
+/// its `Display` names the call or storage item.
 #[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
 pub enum ChainError {
-    /// The hotkey has no uid in the subnet.
+    /// The hotkey has no uid in the subnet (`HotKeyNotRegisteredInSubNet`).
     #[error("{call}: hotkey {hotkey} is not registered on netuid {netuid}")]
     NotRegistered {
         /// The call.
         call: &'static str,
-        /// The hotkey.
+        /// The hotkey (SS58).
         hotkey: String,
         /// The subnet.
         netuid: u16,
     },
-    /// The subnet does not exist.
+    /// The subnet does not exist (`SubNetworkDoesNotExist`).
     #[error("{call}: netuid {netuid} does not exist")]
     UnknownNetuid {
         /// The call.
@@ -82,13 +96,37 @@ pub enum ChainError {
         /// The subnet.
         netuid: u16,
     },
-    /// Weights were set too recently.
+    /// Weights were set too recently (`SettingWeightsTooFast`).
     #[error("set_weights: rate limited, {blocks_left} more block(s) to wait")]
     RateLimited {
         /// Blocks until allowed.
         blocks_left: u64,
     },
-    /// The commitment does not fit.
+    /// The subnet takes weights only through commit-reveal (`CommitRevealEnabled`).
+    #[error(
+        "set_weights: netuid {netuid} has commit-reveal enabled; plain set_weights is refused"
+    )]
+    CommitRevealEnabled {
+        /// The subnet.
+        netuid: u16,
+    },
+    /// The version key is below the subnet's `WeightsVersionKey` (`IncorrectWeightVersionKey`).
+    #[error("set_weights: version key {sent} is below the subnet's required {required}")]
+    IncorrectVersionKey {
+        /// The key sent.
+        sent: u64,
+        /// The subnet's `WeightsVersionKey`.
+        required: u64,
+    },
+    /// Weights on other uids need a validator permit (`NeuronNoValidatorPermit`).
+    #[error("set_weights: hotkey {hotkey} has no validator permit on netuid {netuid}")]
+    NoValidatorPermit {
+        /// The hotkey (SS58).
+        hotkey: String,
+        /// The subnet.
+        netuid: u16,
+    },
+    /// The commitment does not fit (`SpaceLimitExceeded`).
     #[error("set_commitment: {bytes} bytes exceeds the space limit of {limit}")]
     SpaceLimitExceeded {
         /// Size sent.
@@ -96,13 +134,24 @@ pub enum ChainError {
         /// Largest accepted.
         limit: usize,
     },
-    /// The extrinsic's signature did not verify.
+    /// The extrinsic's signature did not verify (`InvalidTransaction::BadProof`).
     #[error("{call}: bad signature")]
     BadSignature {
         /// The call.
         call: &'static str,
     },
-    /// The call's arguments are invalid.
+    /// The extrinsic's nonce is not the signer's next one (`InvalidTransaction::Stale` /
+    /// `Future`): a replay, or a race with another sender using the same key.
+    #[error("{call}: nonce {nonce} is not the signer's next nonce {expected}")]
+    BadNonce {
+        /// The call.
+        call: &'static str,
+        /// The nonce signed.
+        nonce: u64,
+        /// The account's next nonce.
+        expected: u64,
+    },
+    /// The call's arguments are invalid (length mismatch, duplicate or unknown uids, ...).
     #[error("{call}: {reason}")]
     Invalid {
         /// The call.
@@ -110,7 +159,15 @@ pub enum ChainError {
         /// Why.
         reason: String,
     },
-    /// The node or the local database failed.
+    /// The node did not answer in time.
+    #[error("{call}: no answer from the chain after {seconds} s")]
+    Timeout {
+        /// The call or storage item.
+        call: &'static str,
+        /// How long we waited.
+        seconds: u64,
+    },
+    /// The node, the connection or the local database failed.
     #[error("{item}: {reason}")]
     Backend {
         /// The call or storage item.
@@ -120,14 +177,17 @@ pub enum ChainError {
     },
 }
 
-/// Access to a subtensor-like chain.
+/// Access to a subtensor-like chain: what a validator reads (metagraph, commitments, weights)
+/// and the two extrinsics it and a miner send. Dyn-compatible, so the implementation can be
+/// chosen at run time (`Arc<dyn Chain>`). Extrinsics are signed by `signer` and return the block
+/// they were included in.
 #[async_trait]
 pub trait Chain: Send + Sync {
     /// The latest block number.
     async fn current_block(&self) -> Result<u64, ChainError>;
     /// Neurons and hyperparameters of `netuid`.
     async fn metagraph(&self, netuid: u16) -> Result<Metagraph, ChainError>;
-    /// Every commitment of `netuid` (`Commitments.CommitmentOf`).
+    /// Every commitment of `netuid` (`Commitments.CommitmentOf`), oldest first.
     async fn commitments(&self, netuid: u16) -> Result<Vec<CommitmentRecord>, ChainError>;
     /// `Commitments.set_commitment` signed by `signer`; returns the inclusion block.
     async fn set_commitment(
@@ -145,7 +205,8 @@ pub trait Chain: Send + Sync {
         weights: &[u16],
         version_key: u64,
     ) -> Result<u64, ChainError>;
-    /// The weights `validator_uid` last set on `netuid`, with the block they were set at.
+    /// The weights `validator_uid` last set on `netuid` (`SubtensorModule.Weights`), by uid, with
+    /// the block they were set at (`None`: never set).
     async fn weights(
         &self,
         netuid: u16,

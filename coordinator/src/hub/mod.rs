@@ -32,12 +32,22 @@ pub enum HubError {
         revision: String,
     },
     /// The file is larger than allowed; reading stopped at the limit.
-    #[error("data.jsonl is over the limit of {limit} bytes")]
+    #[error("{repo}@{revision}: data.jsonl is over the limit of {limit} bytes")]
     TooLarge {
+        /// The repo id.
+        repo: String,
+        /// The revision.
+        revision: String,
         /// The limit.
         limit: u64,
     },
-    /// A repo id that cannot be a path component pair.
+    /// The repo exists but we may not read it (gated or private on the Hugging Face Hub).
+    #[error("repo {repo} is private or gated")]
+    Private {
+        /// The repo id.
+        repo: String,
+    },
+    /// A repo id that is not `namespace/name` of safe characters.
     #[error("repo id {repo:?}: {reason}")]
     BadRepo {
         /// The repo id.
@@ -50,11 +60,49 @@ pub enum HubError {
     Io(String),
 }
 
-/// Where miners publish datasets and validators fetch them.
+/// Where miners publish datasets and validators fetch them. Dyn-compatible, so the
+/// implementation can be chosen at run time (`Arc<dyn Hub>`).
 #[async_trait]
 pub trait Hub: Send + Sync {
-    /// `data.jsonl` of `repo` at `revision`, at most `max_bytes` (reading stops past it).
+    /// `data.jsonl` of `repo` at the pinned `revision` (40 hex), checked against the revision.
+    /// Reading stops past `max_bytes`, which is then [`HubError::TooLarge`].
     async fn fetch(&self, repo: &str, revision: &str, max_bytes: u64) -> Result<Vec<u8>, HubError>;
-    /// Publishes `bytes` as `data.jsonl` of `repo`; returns the new immutable revision.
+    /// Publishes `bytes` as `data.jsonl` of `repo`; returns the new immutable revision (40 hex).
     async fn publish(&self, repo: &str, bytes: &[u8]) -> Result<String, HubError>;
+}
+
+/// Checks a repo id: `namespace/name`, each part of `[A-Za-z0-9._-]`, not starting or ending with
+/// `.` or `-`, no `..`, 96 characters in all — the Hugging Face rules, and the commitment
+/// string's. Nothing that could leave a directory (`..`, a leading `/`, a backslash) passes.
+pub fn check_repo_id(repo: &str) -> Result<(&str, &str), HubError> {
+    let part_ok = |part: &str| {
+        !part.is_empty()
+            && part
+                .chars()
+                .all(|c| c.is_ascii_alphanumeric() || matches!(c, '.' | '_' | '-'))
+            && !part.starts_with(['.', '-'])
+            && !part.ends_with(['.', '-'])
+            && !part.contains("..")
+    };
+    match repo.split('/').collect::<Vec<_>>().as_slice() {
+        [ns, name] if part_ok(ns) && part_ok(name) && repo.len() <= 96 => Ok((ns, name)),
+        _ => Err(HubError::BadRepo {
+            repo: repo.to_string(),
+            reason: "must be namespace/name (96 characters at most) of letters, digits, '.', '_', \
+                     '-', not starting or ending with '.' or '-', without '..'"
+                .into(),
+        }),
+    }
+}
+
+/// Checks a revision: exactly 40 hex digits; returns it in lower case.
+pub fn check_revision(repo: &str, revision: &str) -> Result<String, HubError> {
+    if revision.len() == 40 && revision.chars().all(|c| c.is_ascii_hexdigit()) {
+        Ok(revision.to_ascii_lowercase())
+    } else {
+        Err(HubError::RevisionNotFound {
+            repo: repo.to_string(),
+            revision: revision.to_string(),
+        })
+    }
 }
