@@ -203,6 +203,11 @@ impl RemoteState {
             .open_bi()
             .await
             .map_err(|e| format!("worker {id}: {e}"))?;
+        // A QUIC stream becomes visible to the peer with its first bytes: open with a heartbeat,
+        // the worker answers with its Hello.
+        transport::send(&mut send, &Message::Heartbeat(Heartbeat { nonce: 0 }))
+            .await
+            .map_err(|e| format!("worker {id}: {e}"))?;
         let mut decoder = FrameDecoder::new();
         let hello = tokio::time::timeout(
             self.args.worker_timeout,

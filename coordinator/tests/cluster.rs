@@ -1,0 +1,315 @@
+//! The QUIC cluster on one machine: `worker serve` processes on 127.0.0.1 with the tiny model on
+//! CPU. Results equal single-node mode; a worker killed mid-job loses nothing; a garbage frame
+//! closes that connection and nothing else.
+
+use std::io::{BufRead, BufReader};
+use std::path::{Path, PathBuf};
+use std::process::{Child, Command, Stdio};
+use std::time::{Duration, Instant};
+
+use coordinator::report::EpochReport;
+use protocol::transport::{self, Identity, Timeouts, SERVER_NAME};
+use protocol::wire::{FrameDecoder, Message, ALPN};
+
+fn repo() -> PathBuf {
+    PathBuf::from(env!("CARGO_MANIFEST_DIR")).join("..")
+}
+
+/// The `worker` binary of this workspace (built by `cargo test --workspace`; built here otherwise).
+fn worker_bin() -> PathBuf {
+    let bin = PathBuf::from(env!("CARGO_BIN_EXE_coordinator")).with_file_name("worker");
+    if !bin.exists() {
+        let status = Command::new(env!("CARGO"))
+            .args(["build", "-p", "murmuration-worker", "--bin", "worker"])
+            .status()
+            .expect("cargo build");
+        assert!(status.success(), "building the worker binary failed");
+    }
+    bin
+}
+
+const TRAINING: &str = "[training]\nmicro_batch = 4\ngrad_accum = 2\nepochs = {EPOCHS}\nmax_seq_len = 256\nlr = 2e-3\nwarmup_steps = 2\nlora_rank = 8\nlora_alpha = 16.0\nmax_rows = 100\n[dataset]\nmax_rows = 100\n";
+const CLUSTER: &str = "[cluster]\npki_dir = \"pki\"\nkeep_alive_ms = 500\nidle_timeout_ms = 3000\nheartbeat_ms = 300\nworker_timeout_ms = 3000\n";
+
+fn training(epochs: usize) -> String {
+    TRAINING.replace("{EPOCHS}", &epochs.to_string())
+}
+
+/// A coordinator config in `dir`: in-process CPU worker when `remote` is empty.
+fn coordinator_config(dir: &Path, remote: &[(String, String, String)], epochs: usize) -> PathBuf {
+    let mut text = format!(
+        "[eval]\nset = \"{}\"\n[devnet]\ndemo_dir = \"{}\"\n{}{}",
+        repo().join("eval_data/data.jsonl").display(),
+        repo().join("eval_data/demo").display(),
+        training(epochs),
+        CLUSTER
+    );
+    if !remote.is_empty() {
+        text = format!("workers = []\n{text}");
+        for (id, address, fingerprint) in remote {
+            text.push_str(&format!("[[remote_workers]]\nid = \"{id}\"\naddress = \"{address}\"\nfingerprint = \"{fingerprint}\"\n"));
+        }
+    }
+    let path = dir.join("cluster.toml");
+    std::fs::write(&path, text).expect("config");
+    path
+}
+
+fn coordinator_keygen(dir: &Path) -> String {
+    std::fs::write(dir.join("cluster.toml"), CLUSTER).expect("config");
+    let out = Command::new(env!("CARGO_BIN_EXE_coordinator"))
+        .arg("--config")
+        .arg(dir.join("cluster.toml"))
+        .arg("keygen")
+        .output()
+        .expect("keygen");
+    assert!(
+        out.status.success(),
+        "{}",
+        String::from_utf8_lossy(&out.stderr)
+    );
+    String::from_utf8_lossy(&out.stdout).trim().to_string()
+}
+
+/// Starts `worker serve` pinned to `coordinator_fp`; returns the process, address and fingerprint.
+fn start_worker(dir: &Path, id: &str, coordinator_fp: &str) -> (Child, String, String) {
+    std::fs::create_dir_all(dir).expect("dir");
+    let config = dir.join("cluster.toml");
+    std::fs::write(
+        &config,
+        format!(
+            "{CLUSTER}[worker_node]\nid = \"{id}\"\nlisten = \"127.0.0.1:0\"\ncoordinator_fingerprint = \"{coordinator_fp}\"\ndevices = [\"cpu\"]\n"
+        ),
+    )
+    .expect("config");
+    let keygen = Command::new(worker_bin())
+        .args(["keygen", "--config"])
+        .arg(&config)
+        .output()
+        .expect("keygen");
+    assert!(
+        keygen.status.success(),
+        "{}",
+        String::from_utf8_lossy(&keygen.stderr)
+    );
+    let mut child = Command::new(worker_bin())
+        .args(["serve", "--config"])
+        .arg(&config)
+        .env("RUST_LOG", "warn")
+        .stdout(Stdio::piped())
+        .stderr(Stdio::null())
+        .spawn()
+        .expect("worker serve");
+    let mut line = String::new();
+    BufReader::new(child.stdout.take().expect("stdout"))
+        .read_line(&mut line)
+        .expect("listening line");
+    let words: Vec<&str> = line.split_whitespace().collect();
+    assert_eq!(words.first(), Some(&"listening"), "{line}");
+    (child, words[2].to_string(), words[4].to_string())
+}
+
+fn run_epoch(config: &Path) -> EpochReport {
+    let out = Command::new(env!("CARGO_BIN_EXE_coordinator"))
+        .arg("--config")
+        .arg(config)
+        .args(["run", "--json", "--epochs", "1"])
+        .env("RUST_LOG", "warn")
+        .output()
+        .expect("coordinator");
+    assert!(
+        out.status.success(),
+        "{}",
+        String::from_utf8_lossy(&out.stderr)
+    );
+    serde_json::from_slice(&out.stdout).expect("report")
+}
+
+fn losses(report: &EpochReport) -> Vec<(u16, Option<f64>, String)> {
+    report
+        .miners
+        .iter()
+        .map(|m| (m.uid, m.eval_loss, m.reason.clone()))
+        .collect()
+}
+
+struct Workers(Vec<Child>);
+
+impl Drop for Workers {
+    fn drop(&mut self) {
+        for c in &mut self.0 {
+            let _ = c.kill();
+            let _ = c.wait();
+        }
+    }
+}
+
+#[test]
+fn two_remote_workers_give_the_single_node_result() {
+    let single = tempfile::tempdir().expect("tempdir");
+    let expected = run_epoch(&coordinator_config(single.path(), &[], 2));
+
+    let dir = tempfile::tempdir().expect("tempdir");
+    let fp = coordinator_keygen(dir.path());
+    let (a, addr_a, fp_a) = start_worker(&dir.path().join("wa"), "wa", &fp);
+    let (b, addr_b, fp_b) = start_worker(&dir.path().join("wb"), "wb", &fp);
+    let _workers = Workers(vec![a, b]);
+    let remote = [
+        ("wa".to_string(), addr_a, fp_a),
+        ("wb".to_string(), addr_b, fp_b),
+    ];
+    let report = run_epoch(&coordinator_config(dir.path(), &remote, 2));
+    assert_eq!(
+        losses(&report),
+        losses(&expected),
+        "cluster:\n{report}\nsingle node:\n{expected}"
+    );
+    let used: std::collections::BTreeSet<_> = report
+        .miners
+        .iter()
+        .filter_map(|m| m.worker.clone())
+        .collect();
+    assert!(
+        used.iter().all(|w| w == "wa" || w == "wb") && !used.is_empty(),
+        "{used:?}"
+    );
+}
+
+#[test]
+fn a_worker_killed_mid_job_loses_nothing() {
+    let dir = tempfile::tempdir().expect("tempdir");
+    let fp = coordinator_keygen(dir.path());
+    let (a, addr_a, fp_a) = start_worker(&dir.path().join("wa"), "wa", &fp);
+    let (b, addr_b, fp_b) = start_worker(&dir.path().join("wb"), "wb", &fp);
+    let mut workers = Workers(vec![a, b]);
+    let remote = [
+        ("wa".to_string(), addr_a, fp_a),
+        ("wb".to_string(), addr_b, fp_b),
+    ];
+    let config = coordinator_config(dir.path(), &remote, 12);
+    let coordinator = Command::new(env!("CARGO_BIN_EXE_coordinator"))
+        .arg("--config")
+        .arg(&config)
+        .args(["run", "--json", "--epochs", "1"])
+        .env("RUST_LOG", "warn")
+        .stdout(Stdio::piped())
+        .stderr(Stdio::null())
+        .spawn()
+        .expect("coordinator");
+    // Kill worker A once both workers have a job.
+    let db = dir.path().join("state/validator.sqlite");
+    let started = Instant::now();
+    loop {
+        assert!(
+            started.elapsed() < Duration::from_secs(300),
+            "jobs never started"
+        );
+        let running =
+            rusqlite::Connection::open_with_flags(&db, rusqlite::OpenFlags::SQLITE_OPEN_READ_ONLY)
+                .and_then(|c| {
+                    c.query_row(
+                        "SELECT COUNT(*) FROM job_runs WHERE finished_at IS NULL",
+                        [],
+                        |r| r.get::<_, i64>(0),
+                    )
+                })
+                .unwrap_or(0);
+        if running >= 2 {
+            break;
+        }
+        std::thread::sleep(Duration::from_millis(50));
+    }
+    std::thread::sleep(Duration::from_millis(500));
+    workers.0[0].kill().expect("kill worker A");
+    let out = coordinator.wait_with_output().expect("coordinator");
+    assert!(out.status.success());
+    let report: EpochReport = serde_json::from_slice(&out.stdout).expect("report");
+    let scored: Vec<_> = report
+        .miners
+        .iter()
+        .filter(|m| m.eval_loss.is_some())
+        .collect();
+    assert_eq!(
+        scored.len(),
+        3,
+        "every valid, unique miner scored:\n{report}"
+    );
+    assert!(
+        scored.iter().all(|m| m.worker.as_deref() == Some("wb"))
+            || scored.iter().any(|m| m.worker.as_deref() == Some("wb"))
+    );
+    let conn = rusqlite::Connection::open(&db).expect("db");
+    let finished: i64 = conn
+        .query_row(
+            "SELECT COUNT(*) FROM job_runs WHERE finished_at IS NOT NULL",
+            [],
+            |r| r.get(0),
+        )
+        .expect("count");
+    let distinct: i64 = conn
+        .query_row(
+            "SELECT COUNT(DISTINCT revision) FROM job_runs WHERE finished_at IS NOT NULL",
+            [],
+            |r| r.get(0),
+        )
+        .expect("count");
+    assert_eq!(
+        (finished, distinct),
+        (3, 3),
+        "each miner trained to completion exactly once"
+    );
+}
+
+#[tokio::test]
+async fn garbage_and_oversized_frames_close_the_connection_but_not_the_worker() {
+    let dir = tempfile::tempdir().expect("tempdir");
+    let coordinator = Identity::generate("coordinator").expect("identity");
+    let (child, address, fp) = start_worker(&dir.path().join("w"), "w", &coordinator.fingerprint());
+    let _workers = Workers(vec![child]);
+    let timeouts = Timeouts {
+        keep_alive: Duration::from_millis(500),
+        idle: Duration::from_secs(3),
+    };
+    let endpoint = transport::client_endpoint().expect("endpoint");
+    let config = transport::client_config(&coordinator, &fp, timeouts, ALPN).expect("config");
+    let addr = address.parse().expect("addr");
+    for bad in [
+        vec![0xde, 0xad, 0xbe, 0xef, 0, 1, 2, 3],
+        (u32::MAX).to_be_bytes().to_vec(),
+        vec![0, 0, 0, 9, 99, 1, 2, 3, 4, 5, 6, 7, 8],
+    ] {
+        let conn = endpoint
+            .connect_with(config.clone(), addr, SERVER_NAME)
+            .expect("connect")
+            .await
+            .expect("handshake");
+        let (mut send, mut recv) = conn.open_bi().await.expect("stream");
+        send.write_all(&bad).await.expect("write");
+        // The worker may greet first, but it closes the connection on the bad frame.
+        let mut decoder = FrameDecoder::new();
+        let _ = transport::receive(&mut recv, &mut decoder).await;
+        let closed = tokio::time::timeout(Duration::from_secs(5), conn.closed()).await;
+        assert!(
+            closed.is_ok(),
+            "the worker should close the connection after {bad:?}"
+        );
+    }
+    // Still serving: a clean connection gets its Hello.
+    let conn = endpoint
+        .connect_with(config, addr, SERVER_NAME)
+        .expect("connect")
+        .await
+        .expect("handshake");
+    let (mut send, mut recv) = conn.open_bi().await.expect("stream");
+    transport::send(
+        &mut send,
+        &Message::Heartbeat(protocol::wire::Heartbeat { nonce: 1 }),
+    )
+    .await
+    .expect("heartbeat");
+    let mut decoder = FrameDecoder::new();
+    let hello = transport::receive(&mut recv, &mut decoder)
+        .await
+        .expect("hello");
+    assert!(matches!(hello, Some(Message::Hello(_))), "{hello:?}");
+}
