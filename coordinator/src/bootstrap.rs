@@ -12,7 +12,7 @@ use crate::chain::devnet::DevnetChain;
 use crate::chain::Chain;
 use crate::hub::local::LocalHub;
 use crate::hub::Hub;
-use crate::keys::{create_wallet, load_hotkey, Signer, WalletPath};
+use crate::keys::{load_hotkey, load_or_create_wallet, Signer, WalletPath};
 
 /// The demo miners, in commit order: the duplicate commits last, so it is the later copy.
 pub const DEMO_MINERS: [&str; 5] = ["on_topic", "off_topic", "malformed", "partial", "duplicate"];
@@ -126,11 +126,7 @@ pub async fn devnet(
         config.devnet.tempo,
         config.devnet.weights_rate_limit,
     )?;
-    let signer = if wallet.hotkey_file().exists() {
-        load_hotkey(&wallet)?
-    } else {
-        create_wallet(&wallet)?
-    };
+    let signer = load_or_create_wallet(&wallet)?;
     let coldkey = crate::keys::load_coldkeypub(&wallet)?;
     chain.register_neuron(netuid, signer.account(), coldkey, 1_000_000, true)?;
     if config.devnet.demo_miners {
@@ -155,7 +151,7 @@ async fn register_demo_miners(
             name: format!("miner-{name}"),
             hotkey: "default".into(),
         };
-        let hotkey = create_wallet(&wallet)?;
+        let hotkey = load_or_create_wallet(&wallet)?;
         let coldkey = crate::keys::load_coldkeypub(&wallet)?;
         let uid = chain.register_neuron(config.netuid, hotkey.account(), coldkey, 0, false)?;
         let repo = format!("demo/{}", name.replace('_', "-"));

@@ -5,9 +5,9 @@
 //! Every state change is written before it is acted on: a job is recorded before it is sent, its
 //! outcome is stored under its cache key as it arrives, weights are queued before they are sent.
 
-use std::collections::{BTreeMap, VecDeque};
+use std::collections::{BTreeMap, HashMap};
 use std::sync::atomic::{AtomicU64, Ordering};
-use std::sync::{Arc, Mutex};
+use std::sync::Arc;
 use std::time::Duration;
 
 use protocol::commitment::Commitment;
@@ -20,6 +20,7 @@ use crate::hub::Hub;
 use crate::keys::Signer;
 use crate::metrics::Metrics;
 use crate::report::{EpochReport, MinerLine};
+use crate::schedule::{schedule, JobHooks};
 use crate::scoring::{
     content_duplicates, epoch_weights, loss_duplicates, moving_average, select_for_evaluation,
     to_u16_weights, win_rates, winner_takes_all, Candidate, DatasetIdentity, ScoredMiner,
@@ -44,8 +45,52 @@ pub enum EpochError {
     NoWorkers,
 }
 
-/// Consecutive failures after which a worker takes no more jobs this epoch.
-pub const MAX_WORKER_FAILURES: u32 = 3;
+/// The epoch's records around each job: a job run before it is sent, the outcome under its cache
+/// key when it ends.
+struct EpochHooks {
+    epoch: u64,
+    state: Arc<State>,
+    metrics: Arc<Metrics>,
+    keys: HashMap<u64, CacheKey>,
+}
+
+impl JobHooks for EpochHooks {
+    type Error = StateError;
+
+    fn started(&self, job: &Job, _worker: &str) -> Result<i64, StateError> {
+        let key = self
+            .keys
+            .get(&job.id)
+            .ok_or_else(|| StateError(format!("job {} has no cache key", job.id)))?;
+        self.state.begin_job(self.epoch, job.uid, &key.revision)
+    }
+
+    fn finished(
+        &self,
+        job: &Job,
+        token: i64,
+        outcome: &JobOutcome,
+        worker: &str,
+    ) -> Result<(), StateError> {
+        let key = self
+            .keys
+            .get(&job.id)
+            .ok_or_else(|| StateError(format!("job {} has no cache key", job.id)))?;
+        self.metrics.record_outcome(job.uid, outcome);
+        let json = serde_json::to_string(outcome).map_err(|e| StateError(e.to_string()))?;
+        self.state.finish_job(token, key, &json, worker)
+    }
+
+    fn abandoned(
+        &self,
+        _job: &Job,
+        token: i64,
+        worker: &str,
+        reason: &str,
+    ) -> Result<(), StateError> {
+        self.state.abandon_job(token, worker, reason)
+    }
+}
 
 /// A worker the coordinator can send jobs to.
 #[derive(Clone)]
@@ -363,12 +408,12 @@ impl Validator {
         Ok((commitment, dataset, bytes.len()))
     }
 
-    /// Runs jobs on the workers, longest (by dataset bytes) first, each worker taking the next job
-    /// when it is free; every outcome is stored under its key as it arrives. Returns uid → worker.
+    /// Runs jobs on the workers ([`schedule`]): every job is recorded before it is sent and its
+    /// outcome stored under its cache key as it arrives. Returns uid → worker.
     async fn train(
         &self,
         epoch: u64,
-        mut jobs: Vec<(Job, CacheKey, usize)>,
+        jobs: Vec<(Job, CacheKey, usize)>,
     ) -> Result<BTreeMap<u16, String>, EpochError> {
         if jobs.is_empty() {
             return Ok(BTreeMap::new());
@@ -376,54 +421,18 @@ impl Validator {
         if self.workers.is_empty() {
             return Err(EpochError::NoWorkers);
         }
-        jobs.sort_by(|a, b| b.2.cmp(&a.2).then(a.0.uid.cmp(&b.0.uid)));
-        let queue = Arc::new(Mutex::new(jobs.into_iter().collect::<VecDeque<_>>()));
-        let mut tasks = tokio::task::JoinSet::new();
-        for worker in self.workers.clone() {
-            let (queue, state, metrics) = (queue.clone(), self.state.clone(), self.metrics.clone());
-            tasks.spawn(async move {
-                let mut done = Vec::new();
-                let mut failures = 0u32;
-                loop {
-                    let next = queue.lock().ok().and_then(|mut q| q.pop_front());
-                    let Some((job, key, size)) = next else { break };
-                    let (uid, id) = (job.uid, job.id);
-                    let run = state.begin_job(epoch, uid, &key.revision)?;
-                    tracing::info!(job = id, uid, worker = %worker.name, rows = job.rows.len(), "training");
-                    let answer = ractor::call!(worker.actor, WorkerMsg::Run, job.clone()).map_err(|e| e.to_string());
-                    let outcome = match answer.and_then(|r| r) {
-                        Ok(outcome) => outcome,
-                        Err(e) => {
-                            // The worker's fault, not the miner's: nothing is cached and the job
-                            // goes back to the front of the queue for another worker.
-                            failures += 1;
-                            tracing::warn!(worker = %worker.name, job = id, uid, error = %e, failures, "worker failed; job re-queued");
-                            if let Ok(mut q) = queue.lock() {
-                                q.push_front((job, key, size));
-                            }
-                            if failures >= MAX_WORKER_FAILURES {
-                                tracing::error!(worker = %worker.name, "giving up on this worker for the epoch");
-                                break;
-                            }
-                            tokio::time::sleep(Duration::from_millis(500 << failures)).await;
-                            continue;
-                        }
-                    };
-                    failures = 0;
-                    metrics.record_outcome(uid, &outcome);
-                    let json = serde_json::to_string(&outcome).map_err(|e| StateError(e.to_string()))?;
-                    state.finish_job(run, &key, &json, &worker.name)?;
-                    done.push((uid, worker.name.clone()));
-                }
-                Ok::<_, StateError>(done)
-            });
-        }
-        let mut trained = BTreeMap::new();
-        while let Some(result) = tasks.join_next().await {
-            let done = result.map_err(|e| StateError(format!("worker task: {e}")))??;
-            trained.extend(done);
-        }
-        Ok(trained)
+        let keys = jobs
+            .iter()
+            .map(|(job, key, _)| (job.id, key.clone()))
+            .collect();
+        let hooks = Arc::new(EpochHooks {
+            epoch,
+            state: self.state.clone(),
+            metrics: self.metrics.clone(),
+            keys,
+        });
+        let jobs = jobs.into_iter().map(|(job, _, size)| (job, size)).collect();
+        Ok(schedule(&self.workers, jobs, hooks).await?)
     }
 
     /// Sets weights when the rate limit allows: queued in the state first, then sent, then marked

@@ -3,6 +3,7 @@
 
 pub mod actor;
 pub mod audit;
+pub mod bench;
 pub mod bootstrap;
 pub mod chain;
 pub mod duplicates;
@@ -14,6 +15,7 @@ pub mod keys;
 pub mod metrics;
 pub mod remote;
 pub mod report;
+pub mod schedule;
 pub mod scoring;
 pub mod service;
 pub mod state;

@@ -41,6 +41,8 @@ enum Command {
     Keygen,
     /// List the configured workers: in-process devices and remote workers with their pins.
     Workers,
+    /// Benchmark the scheduler and transport with simulated workers (see README).
+    BenchCluster(coordinator::bench::ClusterBenchArgs),
     /// Print the report of the last finished epoch.
     Report {
         /// Print JSON instead of a table.
@@ -108,6 +110,7 @@ async fn run(cli: Cli) -> Result<()> {
             }
             Ok(())
         }
+        Command::BenchCluster(args) => coordinator::bench::run(&args).await,
         Command::Keygen => {
             let paths = Paths::new(&config, &cli.config);
             let dir = paths.resolve(&config.cluster.pki_dir);

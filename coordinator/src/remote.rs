@@ -48,6 +48,8 @@ pub struct RemoteState {
     endpoint: quinn::Endpoint,
     config: quinn::ClientConfig,
     connection: Option<quinn::Connection>,
+    /// The connection (by `stable_id`) the eval set was last sent on; workers cache it by hash.
+    eval_sent_on: Option<usize>,
     status: Arc<Mutex<WorkerStatus>>,
     nonce: AtomicU64,
 }
@@ -78,6 +80,7 @@ impl Actor for RemoteWorker {
             endpoint,
             config,
             connection: None,
+            eval_sent_on: None,
             nonce: AtomicU64::new(1),
         })
     }
@@ -240,9 +243,12 @@ impl RemoteState {
             .map(|l| l + "\n")
             .collect();
         let io = |e: protocol::transport::TransportError| format!("worker {id}: {e}");
-        transport::send(&mut send, &Message::EvalSet((*self.args.eval).clone()))
-            .await
-            .map_err(io)?;
+        if self.eval_sent_on != Some(connection.stable_id()) {
+            transport::send(&mut send, &Message::EvalSet((*self.args.eval).clone()))
+                .await
+                .map_err(io)?;
+            self.eval_sent_on = Some(connection.stable_id());
+        }
         transport::send(
             &mut send,
             &Message::Job(JobRequest {

@@ -12,7 +12,7 @@ use coordinator::chain::devnet::DevnetChain;
 use coordinator::chain::Chain;
 use coordinator::hub::local::LocalHub;
 use coordinator::hub::Hub;
-use coordinator::keys::{create_wallet, load_coldkeypub, load_hotkey, WalletPath};
+use coordinator::keys::{load_coldkeypub, load_hotkey, load_or_create_wallet, WalletPath};
 use coordinator::report::EpochReport;
 use coordinator::state::State;
 use protocol::commitment::Commitment;
@@ -94,11 +94,7 @@ async fn run(cli: Cli) -> Result<()> {
         Command::Validate { file } => validate(&config, &paths, &file),
         Command::Register => {
             let chain = devnet(&config, &paths)?;
-            let hotkey = if wallet.hotkey_file().exists() {
-                load_hotkey(&wallet)?
-            } else {
-                create_wallet(&wallet)?
-            };
+            let hotkey = load_or_create_wallet(&wallet)?;
             let uid = chain.register_neuron(
                 config.netuid,
                 hotkey.account(),
