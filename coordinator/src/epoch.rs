@@ -285,6 +285,9 @@ impl Validator {
             e.line.worker = trained_by.get(&e.line.uid).cloned();
             e.line.cached = e.line.worker.is_none();
             match serde_json::from_str::<JobOutcome>(&json) {
+                Ok(JobOutcome::Done(report)) if !report.eval_loss.is_finite() => {
+                    e.line.reason = format!("eval loss is not finite ({})", report.eval_loss)
+                }
                 Ok(JobOutcome::Done(report)) => {
                     cached += usize::from(e.line.cached);
                     e.line.eval_loss = Some(report.eval_loss);
@@ -354,7 +357,8 @@ impl Validator {
         }
 
         // Emit.
-        let version_key = s.version_key.max(metagraph.weights_version_key);
+        let version_key =
+            crate::emission::version_key(s.version_key, metagraph.weights_version_key);
         let (weights_block, weights_note) = self
             .emit(
                 epoch,
