@@ -172,6 +172,7 @@ pub async fn run(args: &ClusterBenchArgs) -> Result<()> {
                 worker_timeout: Duration::from_secs(10),
                 eval: eval.clone(),
                 expected_model: None,
+                status: Arc::new(std::sync::Mutex::new(Default::default())),
             },
         )
         .await
@@ -179,6 +180,7 @@ pub async fn run(args: &ClusterBenchArgs) -> Result<()> {
         workers.push(WorkerHandle {
             name: format!("w{i}"),
             actor,
+            status: Arc::new(std::sync::Mutex::new(Default::default())),
         });
     }
     // Job sizes: 20..=200 rows, deterministic in the seed.

@@ -99,6 +99,8 @@ pub struct WorkerHandle {
     pub name: String,
     /// The worker actor.
     pub actor: ActorRef<WorkerMsg>,
+    /// The status the worker publishes, readable while it is busy.
+    pub status: Arc<std::sync::Mutex<crate::worker_actor::WorkerStatus>>,
 }
 
 /// Everything an epoch needs.

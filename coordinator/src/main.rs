@@ -138,6 +138,33 @@ async fn run(cli: Cli) -> Result<()> {
             }
             let paths = Paths::new(&config, &cli.config);
             if let Ok(state) = State::open(&paths.state_db()) {
+                if let Some(text) = state.meta("workers")? {
+                    let snapshot: serde_json::Value = serde_json::from_str(&text)?;
+                    let at = snapshot["at"].as_u64().unwrap_or(0);
+                    let now = coordinator::worker_actor::unix_now();
+                    println!(
+                        "status published {} s ago by the running coordinator:",
+                        now.saturating_sub(at)
+                    );
+                    for w in snapshot["workers"].as_array().into_iter().flatten() {
+                        let job = w["current"].as_array().map_or("idle".to_string(), |j| {
+                            format!("job {} (uid {})", j[0], j[1])
+                        });
+                        let beat = w["last_heartbeat"].as_u64().map_or("-".to_string(), |t| {
+                            format!("{} s ago", now.saturating_sub(t))
+                        });
+                        println!(
+                            "  {:<12} {:<10} {:<9} devices {:<20} {:<22} jobs done {:<4} last heartbeat {}",
+                            w["name"].as_str().unwrap_or("?"),
+                            w["kind"].as_str().unwrap_or("?"),
+                            if w["connected"].as_bool().unwrap_or(false) { "connected" } else { "down" },
+                            w["devices"].as_array().map_or(String::new(), |d| d.iter().filter_map(|x| x.as_str()).collect::<Vec<_>>().join(",")),
+                            job,
+                            w["jobs_done"],
+                            beat
+                        );
+                    }
+                }
                 if let Some(text) = state.last_report()? {
                     let report: coordinator::report::EpochReport = serde_json::from_str(&text)?;
                     println!("last epoch {}: jobs by worker", report.epoch);

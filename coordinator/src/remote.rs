@@ -17,7 +17,7 @@ use protocol::wire::{
 use ractor::{Actor, ActorProcessingErr, ActorRef};
 use worker::JobReport;
 
-use crate::worker_actor::{Job, JobOutcome, WorkerMsg, WorkerStatus};
+use crate::worker_actor::{unix_now, Job, JobOutcome, WorkerMsg, WorkerStatus};
 
 /// How to reach and judge one remote worker.
 #[derive(Clone)]
@@ -40,6 +40,8 @@ pub struct RemoteArgs {
     pub eval: Arc<EvalSetData>,
     /// The model the worker must have loaded; `None` skips the check.
     pub expected_model: Option<String>,
+    /// Where the proxy publishes the worker's status.
+    pub status: Arc<Mutex<WorkerStatus>>,
 }
 
 /// The proxy's state.
@@ -71,11 +73,14 @@ impl Actor for RemoteWorker {
             transport::client_config(&args.identity, &args.fingerprint, args.timeouts, ALPN)?;
         let endpoint = transport::client_endpoint()?;
         Ok(RemoteState {
-            status: Arc::new(Mutex::new(WorkerStatus {
-                name: args.id.clone(),
-                model_id: args.expected_model.clone().unwrap_or_default(),
-                ..WorkerStatus::default()
-            })),
+            status: {
+                if let Ok(mut s) = args.status.lock() {
+                    s.name = args.id.clone();
+                    s.kind = "remote".into();
+                    s.model_id = args.expected_model.clone().unwrap_or_default();
+                }
+                args.status.clone()
+            },
             args,
             endpoint,
             config,
@@ -102,6 +107,9 @@ impl Actor for RemoteWorker {
                 }
                 let result = state.run(job).await;
                 if result.is_err() {
+                    if let Ok(mut s) = state.status.lock() {
+                        s.connected = false;
+                    }
                     if let Some(c) = state.connection.take() {
                         c.close(quinn::VarInt::from_u32(2), b"presumed dead");
                     }
@@ -165,6 +173,13 @@ fn outcome(wire: JobOutcomeWire, timed_out: bool, limit: Duration) -> Result<Job
 }
 
 impl RemoteState {
+    /// Records a sign of life in the published status.
+    fn beat(&self) {
+        if let Ok(mut s) = self.status.lock() {
+            s.last_heartbeat = Some(unix_now());
+        }
+    }
+
     async fn connect(&mut self) -> Result<quinn::Connection, String> {
         if let Some(c) = &self.connection {
             if c.close_reason().is_none() {
@@ -236,6 +251,11 @@ impl RemoteState {
                 ));
             }
         }
+        if let Ok(mut s) = self.status.lock() {
+            s.connected = true;
+            s.devices = hello.devices.iter().map(|d| d.name.clone()).collect();
+            s.last_heartbeat = Some(unix_now());
+        }
         let dataset: String = job
             .rows
             .iter()
@@ -274,9 +294,13 @@ impl RemoteState {
                     }
                     Some(Message::Progress(p)) if p.job_id == job.id => {
                         last_seen = Instant::now();
+                        self.beat();
                         tracing::debug!(worker = %id, job = job.id, step = p.step, of = p.total_steps, loss = p.loss, "progress");
                     }
-                    Some(Message::Heartbeat(_)) => last_seen = Instant::now(),
+                    Some(Message::Heartbeat(_)) => {
+                        last_seen = Instant::now();
+                        self.beat();
+                    }
                     Some(other) => return Err(format!("worker {id}: unexpected {other:?}")),
                     None => return Err(format!("worker {id} closed the stream during job {}", job.id)),
                 },

@@ -2,7 +2,7 @@
 //! `Coordinator` actor, run epochs until done or Ctrl-C, shut down cleanly.
 
 use std::sync::atomic::AtomicU64;
-use std::sync::Arc;
+use std::sync::{Arc, Mutex};
 use std::time::Duration;
 
 use anyhow::Result;
@@ -16,7 +16,7 @@ use crate::metrics::Metrics;
 use crate::remote::{RemoteArgs, RemoteWorker};
 use crate::report::EpochReport;
 use crate::state::State;
-use crate::worker_actor::{WorkerActor, WorkerArgs};
+use crate::worker_actor::{unix_now, WorkerActor, WorkerArgs, WorkerStatus};
 use protocol::transport::Identity;
 use protocol::wire::EvalSetData;
 use worker::runner::EvalRows;
@@ -42,16 +42,22 @@ pub async fn run_validator(
     };
     let mut workers = Vec::new();
     for (i, w) in config.workers.iter().enumerate() {
+        let status = Arc::new(Mutex::new(WorkerStatus::default()));
         let args = WorkerArgs {
             device: w.device.parse()?,
             model_dir: model_dir.clone(),
             eval: eval.clone(),
+            status: status.clone(),
         };
         let name = format!("{}#{i}", w.device);
         let (actor, _) = Actor::spawn(None, WorkerActor, args)
             .await
             .map_err(|e| anyhow::anyhow!("worker {name}: {e}"))?;
-        workers.push(WorkerHandle { name, actor });
+        workers.push(WorkerHandle {
+            name,
+            actor,
+            status,
+        });
     }
     if !config.remote_workers.is_empty() {
         let pki = paths.resolve(&config.cluster.pki_dir);
@@ -75,19 +81,39 @@ pub async fn run_validator(
                 worker_timeout: Duration::from_millis(config.cluster.worker_timeout_ms),
                 eval: eval_data.clone(),
                 expected_model: Some(model_id.clone()),
+                status: Arc::new(Mutex::new(WorkerStatus::default())),
             };
+            let status = args.status.clone();
             let (actor, _) = Actor::spawn(None, RemoteWorker, args)
                 .await
                 .map_err(|e| anyhow::anyhow!("remote worker {}: {e}", w.id))?;
             workers.push(WorkerHandle {
                 name: w.id.clone(),
                 actor,
+                status,
             });
         }
     }
     let metrics = Arc::new(Metrics::default());
     if !config.coordinator.metrics_listen.is_empty() {
         crate::metrics::serve(config.coordinator.metrics_listen.parse()?, metrics.clone()).await?;
+    }
+    // Publish the workers' status for `coordinator workers`, every two seconds.
+    {
+        let (state, workers) = (state.clone(), workers.clone());
+        tokio::spawn(async move {
+            loop {
+                let snapshot: Vec<WorkerStatus> = workers
+                    .iter()
+                    .filter_map(|w| w.status.lock().ok().map(|s| s.clone()))
+                    .collect();
+                let json = serde_json::json!({ "at": unix_now(), "workers": snapshot });
+                if state.set_meta("workers", &json.to_string()).is_err() {
+                    break;
+                }
+                tokio::time::sleep(Duration::from_secs(2)).await;
+            }
+        });
     }
     let interval = Duration::from_secs(config.coordinator.epoch_interval_secs);
     let validator = Validator {

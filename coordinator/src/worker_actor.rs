@@ -54,6 +54,22 @@ pub struct WorkerStatus {
     pub jobs_done: u64,
     /// SHA-256 of the loaded model.
     pub model_id: String,
+    /// `in-process` or `remote`.
+    pub kind: String,
+    /// Whether the worker is reachable (always true in process).
+    pub connected: bool,
+    /// Its devices.
+    pub devices: Vec<String>,
+    /// Unix time of the last heartbeat or progress message (remote workers).
+    pub last_heartbeat: Option<u64>,
+}
+
+/// Seconds since the Unix epoch, for status timestamps.
+pub fn unix_now() -> u64 {
+    std::time::SystemTime::now()
+        .duration_since(std::time::UNIX_EPOCH)
+        .map(|d| d.as_secs())
+        .unwrap_or(0)
 }
 
 /// Messages a worker (in-process or remote proxy) understands.
@@ -74,6 +90,8 @@ pub struct WorkerArgs {
     pub model_dir: PathBuf,
     /// The evaluation rows and their hash.
     pub eval: EvalRows,
+    /// Where the worker publishes its status (shared with its [`crate::epoch::WorkerHandle`]).
+    pub status: Arc<Mutex<WorkerStatus>>,
 }
 
 /// The in-process worker's state.
@@ -102,11 +120,16 @@ impl Actor for WorkerActor {
             .await?
             .map_err(|e| format!("worker {name}: {e}"))?;
         Ok(WorkerState {
-            status: Arc::new(Mutex::new(WorkerStatus {
-                name,
-                model_id: runner.model_id.clone(),
-                ..WorkerStatus::default()
-            })),
+            status: {
+                if let Ok(mut s) = args.status.lock() {
+                    s.name = name;
+                    s.kind = "in-process".into();
+                    s.connected = true;
+                    s.devices = vec![args.device.to_string()];
+                    s.model_id = runner.model_id.clone();
+                }
+                args.status.clone()
+            },
             runner,
             eval: args.eval,
         })

@@ -173,6 +173,24 @@ fn two_remote_workers_give_the_single_node_result() {
         used.iter().all(|w| w == "wa" || w == "wb") && !used.is_empty(),
         "{used:?}"
     );
+    let workers = Command::new(env!("CARGO_BIN_EXE_coordinator"))
+        .arg("--config")
+        .arg(dir.path().join("cluster.toml"))
+        .arg("workers")
+        .output()
+        .expect("coordinator workers");
+    let listing = String::from_utf8_lossy(&workers.stdout);
+    assert!(
+        workers.status.success(),
+        "{}",
+        String::from_utf8_lossy(&workers.stderr)
+    );
+    assert!(
+        listing.contains("status published")
+            && listing.contains("wa")
+            && listing.contains("remote"),
+        "{listing}"
+    );
 }
 
 #[test]
