@@ -179,7 +179,7 @@ pub async fn run(args: &ClusterBenchArgs) -> Result<()> {
         .map_err(|e| anyhow::anyhow!("proxy w{i}: {e}"))?;
         workers.push(WorkerHandle {
             name: format!("w{i}"),
-            actor,
+            actor: crate::supervisor::ActorSlot::new(actor),
             status: Arc::new(std::sync::Mutex::new(Default::default())),
         });
     }
@@ -214,7 +214,7 @@ pub async fn run(args: &ClusterBenchArgs) -> Result<()> {
     }
     // Warm the connections so the figure measures scheduling, not handshakes.
     for w in &workers {
-        let _ = ractor::call!(w.actor, crate::worker_actor::WorkerMsg::Status);
+        let _ = ractor::call!(w.actor.current(), crate::worker_actor::WorkerMsg::Status);
     }
     let total: f64 = costs.iter().sum();
     let lower_bound = (total / args.workers as f64).max(costs.iter().cloned().fold(0.0, f64::max));
@@ -236,7 +236,7 @@ pub async fn run(args: &ClusterBenchArgs) -> Result<()> {
     let makespan = started.elapsed().as_secs_f64();
     let cpu = cpu_seconds() - cpu_before;
     for w in &workers {
-        w.actor.stop(None);
+        w.actor.current().stop(None);
     }
     println!(
         "{}",

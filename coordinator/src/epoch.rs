@@ -13,7 +13,6 @@ use std::time::Duration;
 use protocol::commitment::Commitment;
 use protocol::config::{ClusterConfig, ScoringPolicy};
 use protocol::dataset::{parse_dataset, Dataset};
-use ractor::ActorRef;
 
 use crate::chain::{Chain, ChainError};
 use crate::hub::Hub;
@@ -26,7 +25,7 @@ use crate::scoring::{
     to_u16_weights, win_rates, winner_takes_all, Candidate, DatasetIdentity, ScoredMiner,
 };
 use crate::state::{CacheKey, PendingWeights, State, StateError};
-use crate::worker_actor::{Job, JobOutcome, WorkerMsg};
+use crate::worker_actor::{Job, JobOutcome};
 
 /// Why an epoch could not run (a miner's problem never is one: it is recorded as its reason).
 #[derive(Debug, thiserror::Error)]
@@ -97,8 +96,8 @@ impl JobHooks for EpochHooks {
 pub struct WorkerHandle {
     /// For reports and logs, e.g. `cpu`.
     pub name: String,
-    /// The worker actor.
-    pub actor: ActorRef<WorkerMsg>,
+    /// The worker actor (swapped when a supervisor restarts it).
+    pub actor: crate::supervisor::ActorSlot,
     /// The status the worker publishes, readable while it is busy.
     pub status: Arc<std::sync::Mutex<crate::worker_actor::WorkerStatus>>,
 }

@@ -19,4 +19,5 @@ pub mod schedule;
 pub mod scoring;
 pub mod service;
 pub mod state;
+pub mod supervisor;
 pub mod worker_actor;

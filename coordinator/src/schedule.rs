@@ -60,7 +60,7 @@ pub async fn schedule<H: JobHooks>(
                 let Some((job, size)) = next else { break };
                 let token = hooks.started(&job, &worker.name)?;
                 tracing::info!(job = job.id, uid = job.uid, worker = %worker.name, rows = job.rows.len(), "training");
-                let answer = ractor::call!(worker.actor, WorkerMsg::Run, job.clone()).map_err(|e| e.to_string());
+                let answer = ractor::call!(worker.actor.current(), WorkerMsg::Run, job.clone()).map_err(|e| e.to_string());
                 match answer.and_then(|r| r) {
                     Ok(outcome) => {
                         failures = 0;

@@ -13,9 +13,10 @@ use crate::actor::{Coordinator, CoordinatorMsg};
 use crate::bootstrap::{self, Paths};
 use crate::epoch::{Validator, WorkerHandle};
 use crate::metrics::Metrics;
-use crate::remote::{RemoteArgs, RemoteWorker};
+use crate::remote::RemoteArgs;
 use crate::report::EpochReport;
 use crate::state::State;
+use crate::supervisor::{ActorSlot, ProxySupervisor, SupervisorMsg};
 use crate::worker_actor::{unix_now, WorkerActor, WorkerArgs, WorkerStatus};
 use protocol::transport::Identity;
 use protocol::wire::EvalSetData;
@@ -55,10 +56,11 @@ pub async fn run_validator(
             .map_err(|e| anyhow::anyhow!("worker {name}: {e}"))?;
         workers.push(WorkerHandle {
             name,
-            actor,
+            actor: ActorSlot::new(actor),
             status,
         });
     }
+    let mut supervisors = Vec::new();
     if !config.remote_workers.is_empty() {
         let pki = paths.resolve(&config.cluster.pki_dir);
         let identity = Identity::load(
@@ -66,6 +68,10 @@ pub async fn run_validator(
             &pki.join("coordinator.key.der"),
         )
         .map_err(|e| anyhow::anyhow!("{e} (run `coordinator keygen`)"))?;
+        let (supervisor, _) = Actor::spawn(None, ProxySupervisor, ())
+            .await
+            .map_err(|e| anyhow::anyhow!("proxy supervisor: {e}"))?;
+        supervisors.push(supervisor.clone());
         let eval_data = Arc::new(EvalSetData {
             hash: eval_hash.clone(),
             data: eval_bytes,
@@ -84,9 +90,9 @@ pub async fn run_validator(
                 status: Arc::new(Mutex::new(WorkerStatus::default())),
             };
             let status = args.status.clone();
-            let (actor, _) = Actor::spawn(None, RemoteWorker, args)
-                .await
-                .map_err(|e| anyhow::anyhow!("remote worker {}: {e}", w.id))?;
+            let actor = ractor::call!(supervisor, SupervisorMsg::Supervise, Box::new(args))
+                .map_err(|e| anyhow::anyhow!("remote worker {}: {e}", w.id))?
+                .map_err(|e| anyhow::anyhow!(e))?;
             workers.push(WorkerHandle {
                 name: w.id.clone(),
                 actor,
@@ -167,13 +173,19 @@ pub async fn run_validator(
     // finished jobs are cached, the one in progress is trained again.
     if *stop.borrow() {
         coordinator.kill();
+        for s in &supervisors {
+            s.kill();
+        }
         for w in &workers {
-            w.actor.kill();
+            w.actor.current().kill();
         }
     } else {
         coordinator.stop(None);
+        for s in &supervisors {
+            s.stop(None);
+        }
         for w in &workers {
-            w.actor.stop(None);
+            w.actor.current().stop(None);
         }
     }
     let _ = handle.await;
