@@ -14,6 +14,8 @@ Run by hand, not in CI:
 """
 import argparse
 import json
+import os
+import sys
 import time
 
 import torch
@@ -21,25 +23,10 @@ from peft import LoraConfig, get_peft_model
 from tokenizers import Tokenizer
 from transformers import Qwen2ForCausalLM
 
+sys.path.insert(0, os.path.dirname(os.path.abspath(__file__)))
+from chatml_reference import encode_row  # noqa: E402  (the same ChatML algorithm as the tests)
+
 TARGETS = ["q_proj", "k_proj", "v_proj", "o_proj", "gate_proj", "up_proj", "down_proj"]
-
-
-def encode_row(tok, row, max_len):
-    ids, mask = [], []
-
-    def push(text, supervised):
-        seg = tok.encode(text, add_special_tokens=False).ids
-        ids.extend(seg)
-        mask.extend([1 if supervised else 0] * len(seg))
-
-    system = (row.get("system") or "").strip()
-    if system:
-        push(f"<|im_start|>system\n{system}<|im_end|>\n", False)
-    conv = row["conversations"]
-    for i in range(0, len(conv) - 1, 2):
-        push(f"<|im_start|>user\n{conv[i]['content'].strip()}<|im_end|>\n<|im_start|>assistant\n", False)
-        push(f"{conv[i + 1]['content'].strip()}<|im_end|>\n", True)
-    return ids[:max_len], mask[:max_len]
 
 
 def batch(examples):

@@ -32,6 +32,18 @@ impl Commitment {
     }
 }
 
+/// Whether `repo` is a valid `namespace/name` repo id: each part of `[A-Za-z0-9._-]`, not
+/// starting or ending with `.` or `-`, no `..`, 96 characters in all (the Hugging Face rules;
+/// nothing that passes can leave a directory). Returns the two parts.
+pub fn split_repo_id(repo: &str) -> Option<(&str, &str)> {
+    match repo.split('/').collect::<Vec<_>>().as_slice() {
+        [ns, name] if valid_repo_part(ns) && valid_repo_part(name) && repo.len() <= 96 => {
+            Some((ns, name))
+        }
+        _ => None,
+    }
+}
+
 fn valid_repo_part(part: &str) -> bool {
     !part.is_empty()
         && part
@@ -68,14 +80,10 @@ impl FromStr for Commitment {
                 parts.len()
             ));
         };
-        let repo_parts: Vec<&str> = repo.split('/').collect();
-        match repo_parts.as_slice() {
-            [ns, name] if valid_repo_part(ns) && valid_repo_part(name) && repo.len() <= 96 => {}
-            _ => {
-                return fail(format!(
-                    "repo {repo:?} is not namespace/name of letters, digits, '.', '_', '-'"
-                ))
-            }
+        if split_repo_id(repo).is_none() {
+            return fail(format!(
+                "repo {repo:?} is not namespace/name of letters, digits, '.', '_', '-'"
+            ));
         }
         if competition_id.is_empty()
             || competition_id.len() > 12

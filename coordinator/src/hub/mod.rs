@@ -75,24 +75,12 @@ pub trait Hub: Send + Sync {
 /// `.` or `-`, no `..`, 96 characters in all — the Hugging Face rules, and the commitment
 /// string's. Nothing that could leave a directory (`..`, a leading `/`, a backslash) passes.
 pub fn check_repo_id(repo: &str) -> Result<(&str, &str), HubError> {
-    let part_ok = |part: &str| {
-        !part.is_empty()
-            && part
-                .chars()
-                .all(|c| c.is_ascii_alphanumeric() || matches!(c, '.' | '_' | '-'))
-            && !part.starts_with(['.', '-'])
-            && !part.ends_with(['.', '-'])
-            && !part.contains("..")
-    };
-    match repo.split('/').collect::<Vec<_>>().as_slice() {
-        [ns, name] if part_ok(ns) && part_ok(name) && repo.len() <= 96 => Ok((ns, name)),
-        _ => Err(HubError::BadRepo {
-            repo: repo.to_string(),
-            reason: "must be namespace/name (96 characters at most) of letters, digits, '.', '_', \
-                     '-', not starting or ending with '.' or '-', without '..'"
-                .into(),
-        }),
-    }
+    protocol::commitment::split_repo_id(repo).ok_or_else(|| HubError::BadRepo {
+        repo: repo.to_string(),
+        reason: "must be namespace/name (96 characters at most) of letters, digits, '.', '_', \
+                 '-', not starting or ending with '.' or '-', without '..'"
+            .into(),
+    })
 }
 
 /// Checks a revision: exactly 40 hex digits; returns it in lower case.
