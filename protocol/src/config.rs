@@ -2,17 +2,69 @@
 //! table and the whole `cluster.toml`. Unknown keys are rejected and every validation error
 //! names its key.
 
+use std::net::SocketAddr;
 use std::path::Path;
 
 use serde::{Deserialize, Serialize};
 use sha2::{Digest, Sha256};
 
 use crate::dataset::DatasetLimits;
+use crate::json;
 
-/// A configuration problem, naming the file and key.
+/// A configuration problem: which file, line and key, and why.
+///
+/// Displays as `cluster.toml:31: scoring.temperature: must be > 0`; the parts that are unknown
+/// are left out (`training.lora_rank: must be at least 1` from [`TrainingConfig::validate`]).
 #[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
-#[error("{0}")]
-pub struct ConfigError(pub String);
+pub struct ConfigError {
+    /// The file (as given to [`ClusterConfig::load`] or [`ClusterConfig::from_toml_str`]).
+    pub file: Option<String>,
+    /// 1-based line of the offending key or value, when it is written in the file.
+    pub line: Option<usize>,
+    /// Dotted key path, e.g. `scoring.temperature` or `workers[1].device`.
+    pub key: Option<String>,
+    /// What is wrong.
+    pub reason: String,
+}
+
+impl std::fmt::Display for ConfigError {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        match (&self.file, self.line) {
+            (Some(file), Some(line)) => write!(f, "{file}:{line}: ")?,
+            (Some(file), None) => write!(f, "{file}: ")?,
+            (None, Some(line)) => write!(f, "line {line}: ")?,
+            (None, None) => {}
+        }
+        if let Some(key) = &self.key {
+            write!(f, "{key}: ")?;
+        }
+        f.write_str(&self.reason)
+    }
+}
+
+impl ConfigError {
+    /// A problem with one key's value, not yet placed in a file.
+    fn key(key: impl Into<String>, reason: impl Into<String>) -> Self {
+        Self {
+            file: None,
+            line: None,
+            key: Some(key.into()),
+            reason: reason.into(),
+        }
+    }
+
+    /// Places the error in `file`, finding the key's line in `text` when it is written there.
+    fn in_file(mut self, file: &str, text: &str) -> Self {
+        self.file = Some(file.to_string());
+        if self.line.is_none() {
+            self.line = self
+                .key
+                .as_deref()
+                .and_then(|key| toml_path::line_of_key(text, key));
+        }
+        self
+    }
+}
 
 /// How a miner's LoRA adapter is trained and evaluated (DESIGN.md §5). Every field is a key of the
 /// `[training]` table; its hash is part of the loss cache key.
@@ -71,9 +123,11 @@ impl Default for TrainingConfig {
 }
 
 impl TrainingConfig {
-    /// Checks every value's range; errors read `training.<key>: <reason>`.
+    /// Checks every value's range; errors name the key, e.g. `training.lora_rank: must be at
+    /// least 1`.
     pub fn validate(&self) -> Result<(), ConfigError> {
-        let fail = |key: &str, reason: &str| Err(ConfigError(format!("training.{key}: {reason}")));
+        let fail =
+            |key: &str, reason: &str| Err(ConfigError::key(format!("training.{key}"), reason));
         if self.micro_batch == 0 {
             return fail("micro_batch", "must be at least 1");
         }
@@ -84,22 +138,22 @@ impl TrainingConfig {
             return fail("max_seq_len", "must be at least 2");
         }
         if !(self.lr.is_finite() && self.lr > 0.0) {
-            return fail("lr", "must be a positive number");
+            return fail("lr", "must be a finite number > 0");
         }
         if !(self.weight_decay.is_finite() && self.weight_decay >= 0.0) {
-            return fail("weight_decay", "must be a number >= 0");
+            return fail("weight_decay", "must be a finite number >= 0");
         }
         if !(self.max_grad_norm.is_finite() && self.max_grad_norm >= 0.0) {
             return fail(
                 "max_grad_norm",
-                "must be a number >= 0 (0 disables clipping)",
+                "must be a finite number >= 0 (0 disables clipping)",
             );
         }
         if self.lora_rank == 0 {
             return fail("lora_rank", "must be at least 1");
         }
         if !(self.lora_alpha.is_finite() && self.lora_alpha > 0.0) {
-            return fail("lora_alpha", "must be a positive number");
+            return fail("lora_alpha", "must be a finite number > 0");
         }
         if !(self.lora_dropout.is_finite() && (0.0..1.0).contains(&self.lora_dropout)) {
             return fail("lora_dropout", "must be in [0, 1)");
@@ -110,12 +164,15 @@ impl TrainingConfig {
         Ok(())
     }
 
-    /// SHA-256 (hex) of the canonical JSON of every setting: the config part of the loss cache key.
+    /// SHA-256 (lowercase hex) of the canonical JSON (see [`crate::json`]) of every setting: the
+    /// config part of the loss cache key. Any setting that changes changes the hash.
     pub fn hash(&self) -> String {
-        let json = serde_json::to_value(self)
-            .map(|v| v.to_string())
+        // Serialising plain numbers, strings and booleans cannot fail; a non-finite float would
+        // become null (validation refuses those).
+        let canonical = serde_json::to_value(self)
+            .map(|v| json::canonical_json(&v))
             .unwrap_or_default();
-        hex::encode(Sha256::digest(json.as_bytes()))
+        hex::encode(Sha256::digest(canonical.as_bytes()))
     }
 }
 
@@ -407,38 +464,59 @@ impl Default for ClusterConfig {
 }
 
 impl ClusterConfig {
-    /// Reads and validates a cluster.toml file.
+    /// Reads, parses and validates a cluster.toml file; errors start with its path.
     pub fn load(path: &Path) -> Result<Self, ConfigError> {
-        let text = std::fs::read_to_string(path)
-            .map_err(|e| ConfigError(format!("{}: {e}", path.display())))?;
-        Self::from_toml_str(&text, &path.display().to_string())
+        let name = path.display().to_string();
+        let text = std::fs::read_to_string(path).map_err(|e| ConfigError {
+            file: Some(name.clone()),
+            line: None,
+            key: None,
+            reason: e.to_string(),
+        })?;
+        Self::from_toml_str(&text, &name)
     }
 
-    /// Parses and validates TOML text; `source` names the file in errors.
+    /// Parses and validates TOML text; `source` names the file in errors. Every key is optional
+    /// (an empty text gives [`ClusterConfig::default`]) and unknown keys are errors that name the
+    /// key with its table and line, e.g. `cluster.toml:2: scoring.temprature: unknown field ...`.
     pub fn from_toml_str(text: &str, source: &str) -> Result<Self, ConfigError> {
         let config: Self = toml::from_str(text).map_err(|e| {
-            let msg = e.message().trim().to_string();
-            let at = e
-                .span()
-                .map(|span| {
-                    format!(
-                        " (line {})",
-                        text[..span.start.min(text.len())].matches('\n').count() + 1
-                    )
-                })
-                .unwrap_or_default();
-            ConfigError(format!("{source}{at}: {msg}"))
+            let span = e.span();
+            ConfigError {
+                file: Some(source.to_string()),
+                line: span.as_ref().map(|s| toml_path::line_at(text, s.start)),
+                key: span.and_then(|s| toml_path::key_at(text, s)),
+                reason: e.message().trim().to_string(),
+            }
         })?;
-        config
-            .validate()
-            .map_err(|e| ConfigError(format!("{source}: {e}")))?;
+        config.validate().map_err(|e| e.in_file(source, text))?;
         Ok(config)
     }
 
-    /// Checks values across tables; errors name the key, e.g. `scoring.temperature: must be > 0`.
+    /// The configuration as TOML text that [`ClusterConfig::from_toml_str`] reads back equal.
+    pub fn to_toml(&self) -> Result<String, ConfigError> {
+        toml::to_string(self).map_err(|e| ConfigError {
+            file: None,
+            line: None,
+            key: None,
+            reason: format!("cannot be written as TOML: {e}"),
+        })
+    }
+
+    /// Checks values and their relations across tables; errors name the key, e.g.
+    /// `scoring.temperature: must be > 0`.
     pub fn validate(&self) -> Result<(), ConfigError> {
-        let fail = |key: &str, reason: &str| Err(ConfigError(format!("{key}: {reason}")));
+        let fail = |key: &str, reason: &str| Err(ConfigError::key(key, reason));
         self.training.validate()?;
+        if self.training.max_rows > self.dataset.max_rows {
+            return Err(ConfigError::key(
+                "training.max_rows",
+                format!(
+                    "{} exceeds dataset.max_rows ({}): only that many rows are read and checked",
+                    self.training.max_rows, self.dataset.max_rows
+                ),
+            ));
+        }
         let s = &self.scoring;
         if !(s.epsilon.is_finite() && (0.0..1.0).contains(&s.epsilon)) {
             return fail("scoring.epsilon", "must be in [0, 1)");
@@ -456,36 +534,44 @@ impl ClusterConfig {
             return fail("scoring.duplicate_overlap", "must be in (0, 1]");
         }
         if !(s.duplicate_loss_rel.is_finite() && s.duplicate_loss_rel >= 0.0) {
-            return fail("scoring.duplicate_loss_rel", "must be >= 0");
+            return fail("scoring.duplicate_loss_rel", "must be a finite number >= 0");
         }
-        if self.coordinator.max_miners_per_epoch == 0 {
-            return fail("coordinator.max_miners_per_epoch", "must be at least 1");
-        }
-        if self.coordinator.job_timeout_secs == 0 {
-            return fail("coordinator.job_timeout_secs", "must be at least 1");
-        }
-        if self.coordinator.state_dir.is_empty() {
+        let c = &self.coordinator;
+        if c.state_dir.is_empty() {
             return fail("coordinator.state_dir", "must not be empty");
         }
-        if !self.coordinator.metrics_listen.is_empty()
-            && self
-                .coordinator
-                .metrics_listen
-                .parse::<std::net::SocketAddr>()
-                .is_err()
-        {
+        if c.max_miners_per_epoch == 0 {
+            return fail("coordinator.max_miners_per_epoch", "must be at least 1");
+        }
+        if c.job_timeout_secs == 0 {
+            return fail("coordinator.job_timeout_secs", "must be at least 1");
+        }
+        if !c.metrics_listen.is_empty() && c.metrics_listen.parse::<SocketAddr>().is_err() {
             return fail(
                 "coordinator.metrics_listen",
-                "must be empty or an address like 127.0.0.1:9100",
+                "must be empty (off) or an address like 127.0.0.1:9100",
             );
+        }
+        if self.model.source.is_empty() {
+            return fail("model.source", "must be \"tiny\" or a model directory");
+        }
+        if self.eval.set.is_empty() {
+            return fail("eval.set", "must name the evaluation set");
         }
         if self.devnet.tempo == 0 {
             return fail("devnet.tempo", "must be at least 1");
         }
-        if self.dataset.max_rows == 0 {
+        let d = &self.dataset;
+        if d.max_file_bytes == 0 {
+            return fail("dataset.max_file_bytes", "must be at least 1");
+        }
+        if d.max_line_bytes == 0 {
+            return fail("dataset.max_line_bytes", "must be at least 1");
+        }
+        if d.max_rows == 0 {
             return fail("dataset.max_rows", "must be at least 1");
         }
-        if self.dataset.max_json_depth < 3 {
+        if d.max_json_depth < 3 {
             return fail(
                 "dataset.max_json_depth",
                 "must be at least 3 (a row nests three levels)",
@@ -497,49 +583,210 @@ impl ClusterConfig {
                 "at least one [[workers]] or [[remote_workers]] entry is needed",
             );
         }
-        for (i, w) in self.remote_workers.iter().enumerate() {
-            if w.address.parse::<std::net::SocketAddr>().is_err() {
-                return Err(ConfigError(format!(
-                    "remote_workers[{i}].address: {:?} is not host:port",
-                    w.address
-                )));
-            }
-            if w.fingerprint.len() != 64 || !w.fingerprint.chars().all(|c| c.is_ascii_hexdigit()) {
-                return Err(ConfigError(format!(
-                    "remote_workers[{i}].fingerprint: must be 64 hex digits (SHA-256)"
-                )));
+        for (i, w) in self.workers.iter().enumerate() {
+            if !valid_device(&w.device) {
+                return Err(ConfigError::key(
+                    format!("workers[{i}].device"),
+                    format!(
+                        "{} is not cpu, cuda or cuda:N",
+                        json::preview(&w.device, 40)
+                    ),
+                ));
             }
         }
-        let c = &self.cluster;
-        if c.keep_alive_ms == 0 || c.keep_alive_ms >= c.idle_timeout_ms {
+        for (i, w) in self.remote_workers.iter().enumerate() {
+            let key = |field: &str| format!("remote_workers[{i}].{field}");
+            if w.id.is_empty() {
+                return Err(ConfigError::key(key("id"), "must not be empty"));
+            }
+            if self.remote_workers[..i]
+                .iter()
+                .any(|other| other.id == w.id)
+            {
+                return Err(ConfigError::key(
+                    key("id"),
+                    format!("{} is used by an earlier entry", json::preview(&w.id, 40)),
+                ));
+            }
+            if w.address.parse::<SocketAddr>().is_err() {
+                return Err(ConfigError::key(
+                    key("address"),
+                    format!(
+                        "{} is not an IP:port address (e.g. 10.0.0.2:7443)",
+                        json::preview(&w.address, 40)
+                    ),
+                ));
+            }
+            if !is_sha256_hex(&w.fingerprint) {
+                return Err(ConfigError::key(
+                    key("fingerprint"),
+                    "must be 64 hex digits (SHA-256, printed by `worker keygen`)",
+                ));
+            }
+        }
+        let n = &self.cluster;
+        if n.keep_alive_ms == 0 || n.keep_alive_ms >= n.idle_timeout_ms {
             return fail(
                 "cluster.keep_alive_ms",
                 "must be positive and below cluster.idle_timeout_ms",
             );
         }
-        if c.heartbeat_ms == 0 || c.heartbeat_ms >= c.worker_timeout_ms {
+        if n.heartbeat_ms == 0 || n.heartbeat_ms >= n.worker_timeout_ms {
             return fail(
                 "cluster.heartbeat_ms",
                 "must be positive and below cluster.worker_timeout_ms",
             );
         }
-        for (i, w) in self.workers.iter().enumerate() {
-            let ok = w.device == "cpu"
-                || w.device == "cuda"
-                || w.device
-                    .strip_prefix("cuda:")
-                    .is_some_and(|n| n.parse::<usize>().is_ok());
-            if !ok {
-                return Err(ConfigError(format!(
-                    "workers[{i}].device: {:?} is not cpu, cuda or cuda:N",
-                    w.device
-                )));
+        let w = &self.worker_node;
+        if w.listen.parse::<SocketAddr>().is_err() {
+            return fail(
+                "worker_node.listen",
+                "must be an IP:port address (e.g. 0.0.0.0:7443)",
+            );
+        }
+        if !w.coordinator_fingerprint.is_empty() && !is_sha256_hex(&w.coordinator_fingerprint) {
+            return fail(
+                "worker_node.coordinator_fingerprint",
+                "must be 64 hex digits (SHA-256, printed by `coordinator keygen`)",
+            );
+        }
+        if w.devices.is_empty() {
+            return fail("worker_node.devices", "must list at least one device");
+        }
+        for (i, device) in w.devices.iter().enumerate() {
+            if !valid_device(device) {
+                return Err(ConfigError::key(
+                    format!("worker_node.devices[{i}]"),
+                    format!("{} is not cpu, cuda or cuda:N", json::preview(device, 40)),
+                ));
             }
         }
-        if self.model.source.is_empty() {
-            return fail("model.source", "must be \"tiny\" or a model directory");
-        }
         Ok(())
+    }
+}
+
+/// Whether `device` is `cpu`, `cuda` or `cuda:N` (N decimal digits).
+fn valid_device(device: &str) -> bool {
+    device == "cpu"
+        || device == "cuda"
+        || device
+            .strip_prefix("cuda:")
+            .is_some_and(|n| !n.is_empty() && n.len() <= 4 && n.bytes().all(|b| b.is_ascii_digit()))
+}
+
+/// Whether `text` is a SHA-256 in hex (either case).
+fn is_sha256_hex(text: &str) -> bool {
+    text.len() == 64 && text.bytes().all(|b| b.is_ascii_hexdigit())
+}
+
+/// Maps between positions in TOML text and dotted key paths, for error messages.
+mod toml_path {
+    use std::ops::Range;
+
+    use toml::de::{DeTable, DeValue};
+
+    /// One step of a key path.
+    enum Step {
+        Key(String),
+        Index(usize),
+    }
+
+    fn render(path: &[Step]) -> String {
+        let mut out = String::new();
+        for step in path {
+            match step {
+                Step::Key(key) => {
+                    if !out.is_empty() {
+                        out.push('.');
+                    }
+                    let bare = !key.is_empty()
+                        && key
+                            .bytes()
+                            .all(|b| b.is_ascii_alphanumeric() || b == b'_' || b == b'-');
+                    if bare {
+                        out.push_str(key);
+                    } else {
+                        out.push_str(&crate::json::preview(key, 40));
+                    }
+                }
+                Step::Index(i) => out.push_str(&format!("[{i}]")),
+            }
+        }
+        out
+    }
+
+    /// The 1-based line of byte offset `at` in `text`.
+    pub fn line_at(text: &str, at: usize) -> usize {
+        let at = at.min(text.len());
+        text.as_bytes()[..at]
+            .iter()
+            .filter(|b| **b == b'\n')
+            .count()
+            + 1
+    }
+
+    /// The dotted path of the key or value that `span` points into (the innermost one), if the
+    /// text parses as TOML.
+    pub fn key_at(text: &str, span: Range<usize>) -> Option<String> {
+        let table = DeTable::parse(text).ok()?;
+        let mut best: Option<(usize, String)> = None;
+        let mut path = Vec::new();
+        visit_table(table.get_ref(), &mut path, &mut |path, candidate| {
+            let hit = candidate.start <= span.start
+                && (span.start < candidate.end || span.end <= candidate.end);
+            let size = candidate.end.saturating_sub(candidate.start);
+            if hit && best.as_ref().is_none_or(|(b, _)| size <= *b) {
+                best = Some((size, render(path)));
+            }
+        });
+        best.map(|(_, path)| path).filter(|p| !p.is_empty())
+    }
+
+    /// The line where dotted `key` (as [`key_at`] writes it) is written in `text`, if it is.
+    pub fn line_of_key(text: &str, key: &str) -> Option<usize> {
+        let table = DeTable::parse(text).ok()?;
+        let mut found = None;
+        let mut path = Vec::new();
+        visit_table(table.get_ref(), &mut path, &mut |path, span| {
+            if found.is_none() && render(path) == key {
+                found = Some(span.start);
+            }
+        });
+        found.map(|at| line_at(text, at))
+    }
+
+    /// Calls `f` with the path and span of every key, value and array element, depth first.
+    fn visit_table(
+        table: &DeTable<'_>,
+        path: &mut Vec<Step>,
+        f: &mut dyn FnMut(&[Step], Range<usize>),
+    ) {
+        for (key, value) in table.iter() {
+            path.push(Step::Key(key.get_ref().to_string()));
+            f(path, key.span());
+            f(path, value.span());
+            visit_value(value.get_ref(), path, f);
+            path.pop();
+        }
+    }
+
+    fn visit_value(
+        value: &DeValue<'_>,
+        path: &mut Vec<Step>,
+        f: &mut dyn FnMut(&[Step], Range<usize>),
+    ) {
+        match value {
+            DeValue::Table(table) => visit_table(table, path, f),
+            DeValue::Array(items) => {
+                for (i, item) in items.iter().enumerate() {
+                    path.push(Step::Index(i));
+                    f(path, item.span());
+                    visit_value(item.get_ref(), path, f);
+                    path.pop();
+                }
+            }
+            _ => {}
+        }
     }
 }
 
@@ -547,83 +794,454 @@ impl ClusterConfig {
 mod tests {
     use super::*;
 
+    fn parse(text: &str) -> Result<ClusterConfig, ConfigError> {
+        ClusterConfig::from_toml_str(text, "cluster.toml")
+    }
+
+    fn err(text: &str) -> ConfigError {
+        parse(text).expect_err(text)
+    }
+
     #[test]
     fn empty_file_gives_defaults() {
-        let c = ClusterConfig::from_toml_str("", "cluster.toml").expect("valid");
+        let c = parse("").expect("valid");
         assert_eq!(c, ClusterConfig::default());
+        assert_eq!(c.mode, Mode::Devnet);
+        assert_eq!(c.netuid, 1);
+        assert_eq!(c.coordinator.state_dir, "state");
+        assert_eq!(c.coordinator.max_miners_per_epoch, 32);
+        assert_eq!(c.model.source, "tiny");
+        assert_eq!(c.eval.set, "eval_data/data.jsonl");
+        assert_eq!(c.devnet.tempo, 100);
+        assert_eq!(c.scoring.policy, ScoringPolicy::WinRate);
+        assert_eq!(c.scoring.epsilon, 0.04);
+        assert_eq!(c.training, TrainingConfig::default());
         assert_eq!(c.training.lora_rank, 16);
-        assert_eq!(c.workers.len(), 1);
+        assert_eq!(c.dataset, DatasetLimits::default());
+        assert_eq!(
+            c.workers,
+            vec![WorkerConfig {
+                device: "cpu".into()
+            }]
+        );
+        assert!(c.remote_workers.is_empty());
+        // Comments and empty tables are as good as nothing.
+        assert_eq!(
+            parse("# nothing\n[scoring]\n[training]\n").expect("valid"),
+            c
+        );
     }
 
     #[test]
-    fn unknown_keys_are_named_at_top_level_and_nested() {
-        let e = ClusterConfig::from_toml_str("bogus = 1\n", "cluster.toml").expect_err("unknown");
-        assert!(e.0.contains("cluster.toml") && e.0.contains("bogus"), "{e}");
-        let e = ClusterConfig::from_toml_str("[scoring]\ntemprature = 0.1\n", "cluster.toml")
-            .expect_err("typo");
-        assert!(e.0.contains("temprature") && e.0.contains("line 2"), "{e}");
-        let e =
-            ClusterConfig::from_toml_str("[training]\nlora_rnk = 4\n", "c.toml").expect_err("typo");
-        assert!(e.0.contains("lora_rnk"), "{e}");
+    fn the_repository_cluster_toml_is_valid() {
+        let text = include_str!("../../cluster.toml");
+        let c = parse(text).expect("the shipped cluster.toml");
+        assert_eq!(c.mode, Mode::Devnet);
     }
 
     #[test]
-    fn validation_names_the_key() {
+    fn arbitrary_text_never_panics() {
+        // Every prefix of the shipped file, and every one with a junk line appended: errors or
+        // configs, never a panic (the key/line lookup runs on broken text too).
+        let text = include_str!("../../cluster.toml");
+        for (cut, _) in text.char_indices() {
+            let _ = parse(&text[..cut]);
+            let _ = parse(&format!("{}\n]x = é\n", &text[..cut]));
+        }
+    }
+
+    #[test]
+    fn unknown_keys_are_named_with_their_table_and_line() {
         let cases = [
-            ("[scoring]\ntemperature = 0.0", "scoring.temperature"),
-            ("[scoring]\nalpha = 1.5", "scoring.alpha"),
-            ("[scoring]\nepsilon = 1.0", "scoring.epsilon"),
+            (
+                "bogus = 1\n",
+                "cluster.toml:1: bogus: unknown field `bogus`",
+            ),
+            (
+                "netuid = 2\n[scoring]\nalpha = 0.5\ntemprature = 0.1\n",
+                "cluster.toml:4: scoring.temprature: unknown field `temprature`, expected one of",
+            ),
+            (
+                "[training]\nlora_rnk = 4\n",
+                "cluster.toml:2: training.lora_rnk: unknown field `lora_rnk`",
+            ),
+            (
+                "[dataset]\nmax_row = 4\n",
+                "cluster.toml:2: dataset.max_row: unknown field `max_row`",
+            ),
+            (
+                "[[workers]]\ndevice = \"cpu\"\n[[workers]]\ndevice = \"cpu\"\ngpu = 1\n",
+                "cluster.toml:5: workers[1].gpu: unknown field `gpu`, expected `device`",
+            ),
+            (
+                "scoring = { temprature = 1 }\n",
+                "cluster.toml:1: scoring.temprature: unknown field",
+            ),
+            (
+                "[coordinator.extra]\na = 1\n",
+                "cluster.toml:1: coordinator.extra: unknown field `extra`",
+            ),
+            (
+                "[devnet]\ntempo.x = 1\n",
+                "cluster.toml:2: devnet.tempo: invalid type",
+            ),
+        ];
+        for (text, want) in cases {
+            let e = err(text);
+            assert!(
+                e.to_string().starts_with(want),
+                "{text:?}\n got: {e}\nwant: {want}"
+            );
+            assert_eq!(e.file.as_deref(), Some("cluster.toml"));
+        }
+    }
+
+    #[test]
+    fn type_and_syntax_errors_name_the_place() {
+        let e = err("[training]\nlr = \"fast\"\n");
+        assert_eq!((e.line, e.key.as_deref()), (Some(2), Some("training.lr")));
+        assert!(e.reason.contains("invalid type: string \"fast\""), "{e}");
+        let e = err("mode = \"mainnet\"\n");
+        assert_eq!(e.key.as_deref(), Some("mode"));
+        assert!(e.reason.contains("unknown variant `mainnet`"), "{e}");
+        let e = err("netuid = 70000\n");
+        assert_eq!(e.key.as_deref(), Some("netuid"), "{e}");
+        let e = err("[[remote_workers]]\nid = \"a\"\n");
+        assert!(e.reason.contains("missing field `address`"), "{e}");
+        assert!(
+            e.key
+                .as_deref()
+                .is_some_and(|k| k.starts_with("remote_workers")),
+            "{e}"
+        );
+        // Broken TOML: a line, no key.
+        let e = err("[scoring\nalpha = 1\n");
+        assert_eq!((e.line, e.key.as_deref()), (Some(1), None), "{e}");
+        let e = err("[scoring]\nalpha = 0.1\nalpha = 0.2\n");
+        assert_eq!(e.line, Some(3), "{e}");
+        assert!(e.reason.contains("duplicate key"), "{e}");
+        // Multi-byte text before the error does not upset line counting.
+        let e = err("# é ü 日本\n[eval]\nset = 5\n");
+        assert_eq!((e.line, e.key.as_deref()), (Some(3), Some("eval.set")));
+    }
+
+    #[test]
+    fn validation_names_the_key_and_its_line() {
+        let cases = [
+            (
+                "[scoring]\ntemperature = 0.0",
+                "scoring.temperature: must be > 0",
+            ),
+            ("[scoring]\ntemperature = -1.0", "scoring.temperature"),
+            ("[scoring]\ntemperature = nan", "scoring.temperature"),
+            ("[scoring]\nalpha = 1.5", "scoring.alpha: must be in (0, 1]"),
+            ("[scoring]\nalpha = 0.0", "scoring.alpha"),
+            (
+                "[scoring]\nepsilon = 1.0",
+                "scoring.epsilon: must be in [0, 1)",
+            ),
+            ("[scoring]\nepsilon = -0.1", "scoring.epsilon"),
             (
                 "[scoring]\nduplicate_overlap = 0.0",
                 "scoring.duplicate_overlap",
             ),
-            ("[training]\nlora_rank = 0", "training.lora_rank"),
-            ("[training]\nlora_dropout = 1.0", "training.lora_dropout"),
+            (
+                "[scoring]\nduplicate_overlap = 1.01",
+                "scoring.duplicate_overlap",
+            ),
+            (
+                "[scoring]\nduplicate_loss_rel = -1e-9",
+                "scoring.duplicate_loss_rel",
+            ),
+            (
+                "[training]\nmicro_batch = 0",
+                "training.micro_batch: must be at least 1",
+            ),
+            (
+                "[training]\ngrad_accum = 0",
+                "training.grad_accum: must be at least 1",
+            ),
+            (
+                "[training]\nmax_seq_len = 1",
+                "training.max_seq_len: must be at least 2",
+            ),
+            ("[training]\nlr = 0.0", "training.lr"),
             ("[training]\nlr = -1.0", "training.lr"),
-            ("[training]\nmicro_batch = 0", "training.micro_batch"),
+            ("[training]\nlr = inf", "training.lr"),
+            ("[training]\nlr = nan", "training.lr"),
+            ("[training]\nweight_decay = -0.1", "training.weight_decay"),
+            ("[training]\nmax_grad_norm = -1.0", "training.max_grad_norm"),
+            (
+                "[training]\nlora_rank = 0",
+                "training.lora_rank: must be at least 1",
+            ),
+            ("[training]\nlora_alpha = 0.0", "training.lora_alpha"),
+            (
+                "[training]\nlora_dropout = 1.0",
+                "training.lora_dropout: must be in [0, 1)",
+            ),
+            ("[training]\nlora_dropout = -0.5", "training.lora_dropout"),
+            (
+                "[training]\nmax_rows = 0",
+                "training.max_rows: must be at least 1",
+            ),
+            (
+                "[training]\nmax_rows = 300",
+                "training.max_rows: 300 exceeds dataset.max_rows (250)",
+            ),
             (
                 "[coordinator]\nmax_miners_per_epoch = 0",
                 "coordinator.max_miners_per_epoch",
             ),
             (
+                "[coordinator]\njob_timeout_secs = 0",
+                "coordinator.job_timeout_secs",
+            ),
+            ("[coordinator]\nstate_dir = \"\"", "coordinator.state_dir"),
+            (
                 "[coordinator]\nmetrics_listen = \"nowhere\"",
                 "coordinator.metrics_listen",
             ),
-            ("workers = []", "workers"),
+            ("[model]\nsource = \"\"", "model.source"),
+            ("[eval]\nset = \"\"", "eval.set"),
+            ("[devnet]\ntempo = 0", "devnet.tempo"),
+            ("[dataset]\nmax_file_bytes = 0", "dataset.max_file_bytes"),
+            ("[dataset]\nmax_line_bytes = 0", "dataset.max_line_bytes"),
+            (
+                "[dataset]\nmax_rows = 0\n[training]\nmax_rows = 0",
+                "training.max_rows",
+            ),
+            ("[dataset]\nmax_json_depth = 2", "dataset.max_json_depth"),
+            ("workers = []", "workers: at least one"),
+            (
+                "[[workers]]\ndevice = \"tpu\"",
+                "workers[0].device: \"tpu\" is not cpu, cuda or cuda:N",
+            ),
+            (
+                "[[workers]]\ndevice = \"cpu\"\n[[workers]]\ndevice = \"cuda:+1\"",
+                "workers[1].device",
+            ),
+            ("[[workers]]\ndevice = \"cuda:\"", "workers[0].device"),
+            ("[[workers]]\ndevice = \"CPU\"", "workers[0].device"),
             (
                 "[[remote_workers]]\nid = \"a\"\naddress = \"nowhere\"\nfingerprint = \"00\"",
                 "remote_workers[0].address",
             ),
+            (
+                "[[remote_workers]]\nid = \"a\"\naddress = \"10.0.0.2:7443\"\nfingerprint = \"00\"",
+                "remote_workers[0].fingerprint",
+            ),
+            (
+                "[[remote_workers]]\nid = \"\"\naddress = \"10.0.0.2:7443\"\nfingerprint = \"00\"",
+                "remote_workers[0].id",
+            ),
             ("[cluster]\nkeep_alive_ms = 20000", "cluster.keep_alive_ms"),
-            ("[[workers]]\ndevice = \"tpu\"", "workers[0].device"),
+            ("[cluster]\nheartbeat_ms = 0", "cluster.heartbeat_ms"),
+            ("[worker_node]\nlisten = \"x\"", "worker_node.listen"),
+            (
+                "[worker_node]\ncoordinator_fingerprint = \"abc\"",
+                "worker_node.coordinator_fingerprint",
+            ),
+            ("[worker_node]\ndevices = []", "worker_node.devices"),
+            (
+                "[worker_node]\ndevices = [\"cpu\", \"gpu\"]",
+                "worker_node.devices[1]",
+            ),
         ];
-        for (text, key) in cases {
-            let e = ClusterConfig::from_toml_str(text, "cluster.toml").expect_err(text);
-            assert!(e.0.contains(key), "{text}: {e}");
+        for (text, want) in cases {
+            let e = err(text);
+            let shown = e.to_string();
+            assert!(shown.starts_with("cluster.toml:"), "{text}: {e}");
+            assert!(shown.contains(want), "{text}\n got: {e}\nwant: {want}");
+            // The key is written in the text, so its line is known.
+            if !text.contains("max_rows = 300") && want != "workers: at least one" {
+                assert!(e.line.is_some(), "{text}: {e}");
+            }
+        }
+        let e = err("netuid = 3\n\n[scoring]\nalpha = 0.5\ntemperature = 0.0\n");
+        assert_eq!(
+            e.to_string(),
+            "cluster.toml:5: scoring.temperature: must be > 0"
+        );
+        // A relation between a written key and a default one still names the key.
+        let e = err("[training]\nmax_rows = 300\n");
+        assert_eq!(
+            (e.line, e.key.as_deref()),
+            (Some(2), Some("training.max_rows"))
+        );
+    }
+
+    #[test]
+    fn remote_worker_ids_are_unique() {
+        let fp = "ab".repeat(32);
+        let entry = |id: &str| {
+            format!("[[remote_workers]]\nid = \"{id}\"\naddress = \"10.0.0.2:7443\"\nfingerprint = \"{fp}\"\n")
+        };
+        let c = parse(&format!("workers = []\n{}{}", entry("a"), entry("b"))).expect("valid");
+        assert_eq!(c.remote_workers.len(), 2);
+        let e = err(&format!("{}{}", entry("a"), entry("a")));
+        assert_eq!(e.key.as_deref(), Some("remote_workers[1].id"), "{e}");
+        assert_eq!(e.line, Some(6), "{e}");
+    }
+
+    #[test]
+    fn policy_mode_and_devices_parse() {
+        let c = parse(
+            "mode = \"finney\"\nnetuid = 96\n[scoring]\npolicy = \"winner_takes_all\"\n[[workers]]\ndevice = \"cuda:1\"\n[[workers]]\ndevice = \"cuda\"",
+        )
+        .expect("valid");
+        assert_eq!(c.mode, Mode::Finney);
+        assert_eq!(c.netuid, 96);
+        assert_eq!(c.scoring.policy, ScoringPolicy::WinnerTakesAll);
+        assert_eq!(c.workers.len(), 2);
+        assert_eq!(c.workers[0].device, "cuda:1");
+        for mode in ["devnet", "local", "test", "finney"] {
+            assert!(parse(&format!("mode = \"{mode}\"")).is_ok(), "{mode}");
         }
     }
 
     #[test]
-    fn policy_and_mode_parse() {
-        let c = ClusterConfig::from_toml_str(
-            "mode = \"finney\"\nnetuid = 96\n[scoring]\npolicy = \"winner_takes_all\"\n[[workers]]\ndevice = \"cuda:1\"",
-            "c",
-        )
-        .expect("valid");
-        assert_eq!(c.mode, Mode::Finney);
-        assert_eq!(c.scoring.policy, ScoringPolicy::WinnerTakesAll);
-        assert_eq!(c.workers[0].device, "cuda:1");
+    fn round_trips_through_toml() {
+        let fp = "0f".repeat(32);
+        let mut c = ClusterConfig {
+            mode: Mode::Test,
+            netuid: 96,
+            ..ClusterConfig::default()
+        };
+        c.coordinator.metrics_listen = "127.0.0.1:9100".into();
+        c.scoring.policy = ScoringPolicy::WinnerTakesAll;
+        c.scoring.duplicate_loss_rel = 1e-12;
+        c.training.lr = 3e-5;
+        c.training.max_rows = 100;
+        c.dataset.max_rows = 100;
+        c.workers = vec![
+            WorkerConfig {
+                device: "cuda:0".into(),
+            },
+            WorkerConfig {
+                device: "cuda:1".into(),
+            },
+        ];
+        c.remote_workers = vec![RemoteWorkerConfig {
+            id: "gpu-box".into(),
+            address: "10.0.0.2:7443".into(),
+            fingerprint: fp,
+        }];
+        for config in [ClusterConfig::default(), c] {
+            let text = config.to_toml().expect("writes");
+            let back = parse(&text).expect("reads back");
+            assert_eq!(back, config, "{text}");
+        }
     }
 
     #[test]
-    fn training_hash_changes_with_any_setting() {
-        let a = TrainingConfig::default();
-        let b = TrainingConfig {
-            seed: 43,
-            ..a.clone()
+    fn load_names_the_file() {
+        let e =
+            ClusterConfig::load(Path::new("/nonexistent/dir/cluster.toml")).expect_err("missing");
+        assert_eq!(e.file.as_deref(), Some("/nonexistent/dir/cluster.toml"));
+        assert!(
+            e.to_string().starts_with("/nonexistent/dir/cluster.toml: "),
+            "{e}"
+        );
+        let dir = std::env::temp_dir().join(format!("murmuration-protocol-{}", std::process::id()));
+        std::fs::create_dir_all(&dir).expect("temp dir");
+        let path = dir.join("cluster.toml");
+        std::fs::write(&path, "[scoring]\ntemprature = 0.1\n").expect("write");
+        let e = ClusterConfig::load(&path).expect_err("typo");
+        assert!(
+            e.to_string()
+                .starts_with(&format!("{}:2: scoring.temprature", path.display())),
+            "{e}"
+        );
+        std::fs::write(&path, "netuid = 5\n").expect("write");
+        assert_eq!(ClusterConfig::load(&path).expect("valid").netuid, 5);
+        let _ = std::fs::remove_dir_all(&dir);
+    }
+
+    #[test]
+    fn training_validate_alone_names_the_key_without_a_file() {
+        let t = TrainingConfig {
+            lora_rank: 0,
+            ..TrainingConfig::default()
         };
+        let e = t.validate().expect_err("rank 0");
+        assert_eq!(e.to_string(), "training.lora_rank: must be at least 1");
+        assert!(TrainingConfig::default().validate().is_ok());
+    }
+
+    #[test]
+    fn training_hash_changes_with_any_setting_and_is_pinned() {
+        let a = TrainingConfig::default();
         assert_eq!(a.hash(), TrainingConfig::default().hash());
-        assert_ne!(a.hash(), b.hash());
         assert_eq!(a.hash().len(), 64);
+        let variants = [
+            TrainingConfig {
+                micro_batch: 3,
+                ..a.clone()
+            },
+            TrainingConfig {
+                grad_accum: 3,
+                ..a.clone()
+            },
+            TrainingConfig {
+                epochs: 3,
+                ..a.clone()
+            },
+            TrainingConfig {
+                max_seq_len: 2048,
+                ..a.clone()
+            },
+            TrainingConfig {
+                lr: 2.0001e-4,
+                ..a.clone()
+            },
+            TrainingConfig {
+                warmup_steps: 6,
+                ..a.clone()
+            },
+            TrainingConfig {
+                weight_decay: 0.01,
+                ..a.clone()
+            },
+            TrainingConfig {
+                max_grad_norm: 0.5,
+                ..a.clone()
+            },
+            TrainingConfig {
+                lora_rank: 8,
+                ..a.clone()
+            },
+            TrainingConfig {
+                lora_alpha: 16.0,
+                ..a.clone()
+            },
+            TrainingConfig {
+                lora_dropout: 0.0,
+                ..a.clone()
+            },
+            TrainingConfig {
+                seed: 43,
+                ..a.clone()
+            },
+            TrainingConfig {
+                shuffle: false,
+                ..a.clone()
+            },
+            TrainingConfig {
+                max_rows: 100,
+                ..a.clone()
+            },
+        ];
+        let mut seen = std::collections::HashSet::new();
+        seen.insert(a.hash());
+        for v in &variants {
+            assert!(seen.insert(v.hash()), "{v:?}");
+        }
+        // Golden value (Python: sha256 of json.dumps(defaults, sort_keys=True,
+        // separators=(",", ":"))). A change here invalidates every validator's loss cache.
+        assert_eq!(
+            a.hash(),
+            "00c0bfe5dd0ef98e6677072e4d115e0e4956590b3b0e99675f7c6181715ef93d"
+        );
     }
 }

@@ -1,9 +1,18 @@
-//! What every Murmuration party must agree on: dataset rows and their validation, the on-chain
-//! commitment string, configuration types, and (later) the coordinator<->worker wire messages.
+//! What every Murmuration party must agree on (DESIGN.md §1):
+//!
+//! - [`dataset`]: the JSONL row format, validation with limits, canonical rows, content hash;
+//! - [`commitment`]: the on-chain commitment string `namespace/name:competition_id:sha`;
+//! - [`config`]: `cluster.toml` ([`config::ClusterConfig`]) and the `[training]` table;
+//! - [`json`]: the canonical JSON form that is hashed, strict parsing, the depth scan;
+//! - [`wire`]: the coordinator<->worker messages in capped frames, and, behind the `quic`
+//!   feature, `transport` (QUIC with mutual TLS and pinned certificates).
+
+#![deny(missing_docs)]
 
 pub mod commitment;
 pub mod config;
 pub mod dataset;
+pub mod json;
 #[cfg(feature = "quic")]
 pub mod transport;
 pub mod wire;
