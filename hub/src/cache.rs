@@ -19,7 +19,13 @@ pub fn repo_folder(kind: RepoKind, repo: &str) -> String {
 }
 
 /// `<cache>/<repo folder>/snapshots/<sha>/<file>`.
-pub fn snapshot_path(cache_dir: &Path, kind: RepoKind, repo: &str, sha: &str, file: &str) -> PathBuf {
+pub fn snapshot_path(
+    cache_dir: &Path,
+    kind: RepoKind,
+    repo: &str,
+    sha: &str,
+    file: &str,
+) -> PathBuf {
     cache_dir
         .join(repo_folder(kind, repo))
         .join("snapshots")
@@ -37,7 +43,10 @@ pub fn blob_path(cache_dir: &Path, kind: RepoKind, repo: &str, etag: &str) -> Pa
 
 /// `<cache>/<repo folder>/refs/<name>`.
 pub fn ref_path(cache_dir: &Path, kind: RepoKind, repo: &str, name: &str) -> PathBuf {
-    cache_dir.join(repo_folder(kind, repo)).join("refs").join(name)
+    cache_dir
+        .join(repo_folder(kind, repo))
+        .join("refs")
+        .join(name)
 }
 
 /// The commit sha a ref (branch) pointed at when it was last resolved, if cached.
@@ -63,7 +72,13 @@ pub fn write_ref(
 }
 
 /// The cached snapshot file for `file` at commit `sha`, when it exists and its blob is there.
-pub fn lookup(cache_dir: &Path, kind: RepoKind, repo: &str, sha: &str, file: &str) -> Option<PathBuf> {
+pub fn lookup(
+    cache_dir: &Path,
+    kind: RepoKind,
+    repo: &str,
+    sha: &str,
+    file: &str,
+) -> Option<PathBuf> {
     let path = snapshot_path(cache_dir, kind, repo, sha, file);
     // `metadata` follows the symlink: a dangling pointer is a miss.
     std::fs::metadata(&path).ok().filter(|m| m.is_file())?;
@@ -143,7 +158,9 @@ pub fn is_safe_file_name(file: &str) -> bool {
     !file.is_empty()
         && !file.contains('\\')
         && !file.starts_with('/')
-        && !file.split('/').any(|p| p.is_empty() || p == "." || p == "..")
+        && !file
+            .split('/')
+            .any(|p| p.is_empty() || p == "." || p == "..")
         && Path::new(file)
             .components()
             .all(|c| matches!(c, Component::Normal(_)))
@@ -157,8 +174,23 @@ mod tests {
     fn layout_matches_python() {
         let dir = tempfile::tempdir().unwrap();
         let sha = "a".repeat(40);
-        let p = store(dir.path(), RepoKind::Dataset, "ns/name", &sha, "sub/x.jsonl", "etag1", b"hi").unwrap();
-        assert_eq!(p, dir.path().join("datasets--ns--name/snapshots").join(&sha).join("sub/x.jsonl"));
+        let p = store(
+            dir.path(),
+            RepoKind::Dataset,
+            "ns/name",
+            &sha,
+            "sub/x.jsonl",
+            "etag1",
+            b"hi",
+        )
+        .unwrap();
+        assert_eq!(
+            p,
+            dir.path()
+                .join("datasets--ns--name/snapshots")
+                .join(&sha)
+                .join("sub/x.jsonl")
+        );
         assert_eq!(std::fs::read(&p).unwrap(), b"hi");
         #[cfg(unix)]
         assert_eq!(
@@ -166,10 +198,25 @@ mod tests {
             PathBuf::from("../../../blobs/etag1")
         );
         assert!(dir.path().join("datasets--ns--name/blobs/etag1").is_file());
-        assert_eq!(lookup(dir.path(), RepoKind::Dataset, "ns/name", &sha, "sub/x.jsonl"), Some(p));
-        assert_eq!(lookup(dir.path(), RepoKind::Model, "ns/name", &sha, "sub/x.jsonl"), None);
+        assert_eq!(
+            lookup(
+                dir.path(),
+                RepoKind::Dataset,
+                "ns/name",
+                &sha,
+                "sub/x.jsonl"
+            ),
+            Some(p)
+        );
+        assert_eq!(
+            lookup(dir.path(), RepoKind::Model, "ns/name", &sha, "sub/x.jsonl"),
+            None
+        );
         write_ref(dir.path(), RepoKind::Model, "a/b", "main", &sha).unwrap();
-        assert_eq!(read_ref(dir.path(), RepoKind::Model, "a/b", "main"), Some(sha));
+        assert_eq!(
+            read_ref(dir.path(), RepoKind::Model, "a/b", "main"),
+            Some(sha)
+        );
     }
 
     #[test]

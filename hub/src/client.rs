@@ -37,7 +37,9 @@ pub struct HubClient {
 impl std::fmt::Debug for HubClient {
     fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
         // HubConfig's Debug redacts the token.
-        f.debug_struct("HubClient").field("config", &self.cfg).finish_non_exhaustive()
+        f.debug_struct("HubClient")
+            .field("config", &self.cfg)
+            .finish_non_exhaustive()
     }
 }
 
@@ -229,7 +231,7 @@ impl HubClient {
             .send()
             .await
             .map_err(|e| self.map_hf(e, Op::Write, repo, "main", None))?;
-        let mut commit = self
+        let info = self
             .hf
             .dataset(ns, name)
             .create_commit()
@@ -237,11 +239,8 @@ impl HubClient {
                 DATASET_FILE,
                 bytes.to_vec(),
             )])
-            .commit_message(format!("Upload {DATASET_FILE} ({} bytes)", bytes.len()));
-        if let Some(p) = self.hf_progress() {
-            commit = commit.progress(p);
-        }
-        let info = commit
+            .commit_message(format!("Upload {DATASET_FILE} ({} bytes)", bytes.len()))
+            .maybe_progress(self.hf_progress())
             .send()
             .await
             .map_err(|e| self.map_hf(e, Op::Write, repo, "main", Some(DATASET_FILE)))?;
@@ -358,16 +357,13 @@ impl HubClient {
         let mut paths = Vec::with_capacity(files.len());
         for f in files {
             let meta = self.head(RepoKind::Model, repo, &sha, f).await?;
-            let mut dl = self
+            let path = self
                 .hf
                 .model(ns, name)
                 .download_file()
                 .filename(f.to_string())
-                .revision(sha.clone());
-            if let Some(p) = self.hf_progress() {
-                dl = dl.progress(p);
-            }
-            let path = dl
+                .revision(sha.clone())
+                .maybe_progress(self.hf_progress())
                 .send()
                 .await
                 .map_err(|e| self.map_hf(e, Op::Read, repo, &sha, Some(f)))?;
@@ -400,7 +396,12 @@ impl HubClient {
         const INDEX: &str = "model.safetensors.index.json";
         let (repo, revision) = parse_spec(spec)?;
         let sharded = if self.cfg.offline {
-            let sha = self.cached_sha(RepoKind::Model, repo, revision.unwrap_or("main"), Some("config.json"))?;
+            let sha = self.cached_sha(
+                RepoKind::Model,
+                repo,
+                revision.unwrap_or("main"),
+                Some("config.json"),
+            )?;
             cache::lookup(&self.cfg.cache_dir, RepoKind::Model, repo, &sha, INDEX).is_some()
         } else {
             let info = self.repo_info(RepoKind::Model, repo, revision).await?;
@@ -517,7 +518,9 @@ impl HubClient {
             limit: max_bytes,
         };
         if let Some(path) = cache::lookup(&self.cfg.cache_dir, kind, repo, &sha, file) {
-            let len = std::fs::metadata(&path).map(|m| m.len()).unwrap_or(u64::MAX);
+            let len = std::fs::metadata(&path)
+                .map(|m| m.len())
+                .unwrap_or(u64::MAX);
             if len > max_bytes {
                 return Err(too_large());
             }
@@ -644,9 +647,7 @@ impl HubClient {
         }
         // Without an announced size, ask for one byte past the cap: an honest server then
         // cannot send more than that.
-        let range = announced
-            .is_none()
-            .then(|| 0..max_bytes.saturating_add(1));
+        let range = announced.is_none().then(|| 0..max_bytes.saturating_add(1));
         let progress = self.hf_progress();
         let opened = match kind {
             RepoKind::Dataset => {
@@ -765,7 +766,14 @@ impl HubClient {
     }
 
     /// hf-hub's error, named after the repo, revision and file, in this crate's terms.
-    fn map_hf(&self, e: HFError, op: Op, repo: &str, revision: &str, file: Option<&str>) -> HubError {
+    fn map_hf(
+        &self,
+        e: HFError,
+        op: Op,
+        repo: &str,
+        revision: &str,
+        file: Option<&str>,
+    ) -> HubError {
         let ctx_of = |c: &hf_hub::HFError| -> Option<(u16, Option<String>, String)> {
             let ctx = match c {
                 HFError::Http { context }
@@ -790,7 +798,15 @@ impl HubClient {
             // A 404 without the Hub's X-Error-Code: trust hf-hub's reading of the endpoint.
             let plain_404 = status == 404 && code.is_none();
             if !plain_404 {
-                return self.map_status(status, code.as_deref(), &message, op, repo, revision, file);
+                return self.map_status(
+                    status,
+                    code.as_deref(),
+                    &message,
+                    op,
+                    repo,
+                    revision,
+                    file,
+                );
             }
         }
         match e {
@@ -848,7 +864,9 @@ impl HubClient {
             },
             (401, _) => HubError::Private {
                 repo: repo.into(),
-                reason: format!("no token was sent (set HF_TOKEN to read private repos): {message}"),
+                reason: format!(
+                    "no token was sent (set HF_TOKEN to read private repos): {message}"
+                ),
             },
             (403, _) if op == Op::Write => HubError::Unauthorized {
                 repo: repo.into(),
@@ -910,12 +928,16 @@ fn verify_etag(etag: &str, bytes: &[u8]) -> Result<(), String> {
     if etag_l.len() == 64 && etag_l.chars().all(|c| c.is_ascii_hexdigit()) {
         let got = hex::encode(sha2::Sha256::digest(bytes));
         if got != etag_l {
-            return Err(format!("content sha256 {got} differs from the ETag {etag_l}"));
+            return Err(format!(
+                "content sha256 {got} differs from the ETag {etag_l}"
+            ));
         }
     } else if is_sha40(&etag_l) {
         let got = git_blob_sha1(bytes);
         if got != etag_l {
-            return Err(format!("content git blob sha1 {got} differs from the ETag {etag_l}"));
+            return Err(format!(
+                "content git blob sha1 {got} differs from the ETag {etag_l}"
+            ));
         }
     }
     Ok(())

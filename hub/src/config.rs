@@ -174,7 +174,10 @@ fn dotenv_token(path: &Path) -> Option<Token> {
     text.lines().find_map(|line| {
         let line = line.trim();
         let line = line.strip_prefix("export ").unwrap_or(line).trim_start();
-        let value = line.strip_prefix("HF_TOKEN")?.trim_start().strip_prefix('=')?;
+        let value = line
+            .strip_prefix("HF_TOKEN")?
+            .trim_start()
+            .strip_prefix('=')?;
         let value = value.trim();
         let value = value
             .strip_prefix('"')
@@ -237,10 +240,7 @@ mod tests {
         assert!(c.offline);
         let c = cfg(&[("HOME", "/home/u")], dir.path());
         assert_eq!(c.endpoint, DEFAULT_ENDPOINT);
-        assert_eq!(
-            c.cache_dir,
-            PathBuf::from("/home/u/.cache/huggingface/hub")
-        );
+        assert_eq!(c.cache_dir, PathBuf::from("/home/u/.cache/huggingface/hub"));
         assert!(!c.offline);
         assert!(c.token.is_none());
     }

@@ -31,7 +31,9 @@ impl hf_hub::progress::ProgressHandler for HfProgress {
                 bytes_completed,
                 total_bytes,
                 ..
-            }) => self.0.progress("(upload)", *bytes_completed, Some(*total_bytes)),
+            }) => self
+                .0
+                .progress("(upload)", *bytes_completed, Some(*total_bytes)),
             _ => {}
         }
     }

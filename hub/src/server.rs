@@ -172,7 +172,12 @@ impl HubServer {
     }
 
     /// Commits `files` (path, content) on top of branch `main` of `repo`; returns the sha.
-    pub fn commit(&self, kind: RepoKind, repo: &str, files: &[(&str, &[u8])]) -> Result<String, String> {
+    pub fn commit(
+        &self,
+        kind: RepoKind,
+        repo: &str,
+        files: &[(&str, &[u8])],
+    ) -> Result<String, String> {
         let mut st = lock(&self.state);
         let r = st
             .repos
@@ -186,7 +191,13 @@ impl HubServer {
     }
 
     /// Points branch (or tag) `name` of `repo` at commit `sha` (which must exist).
-    pub fn set_branch(&self, kind: RepoKind, repo: &str, name: &str, sha: &str) -> Result<(), String> {
+    pub fn set_branch(
+        &self,
+        kind: RepoKind,
+        repo: &str,
+        name: &str,
+        sha: &str,
+    ) -> Result<(), String> {
         let mut st = lock(&self.state);
         let r = st
             .repos
@@ -263,9 +274,15 @@ impl HubServer {
         if let Some(tx) = self.shutdown.take() {
             let _ = tx.send(());
         }
-        if let Some(task) = self.task.take() {
-            task.abort();
-            let _ = task.await;
+        if let Some(mut task) = self.task.take() {
+            // Graceful shutdown closes idle keep-alive connections too; give it a moment.
+            if tokio::time::timeout(Duration::from_secs(5), &mut task)
+                .await
+                .is_err()
+            {
+                task.abort();
+                let _ = task.await;
+            }
         }
     }
 }
@@ -289,7 +306,12 @@ enum Op {
     DeleteFolder(String),
 }
 
-fn create_repo_locked(st: &mut State, kind: RepoKind, repo: &str, private: bool) -> Result<String, String> {
+fn create_repo_locked(
+    st: &mut State,
+    kind: RepoKind,
+    repo: &str,
+    private: bool,
+) -> Result<String, String> {
     let (ns, _) = crate::check_repo_id(repo).map_err(|e| e.to_string())?;
     let key = (kind, repo.to_string());
     if st.repos.contains_key(&key) {
@@ -330,7 +352,9 @@ fn apply_commit(
     }
     if let (Some(exp), Some(p)) = (parent_expected, &parent) {
         if !exp.eq_ignore_ascii_case(p) {
-            return Err(format!("parent commit {exp} is not the head {p} of {branch}"));
+            return Err(format!(
+                "parent commit {exp} is not the head {p} of {branch}"
+            ));
         }
     }
     let mut files = parent
@@ -497,7 +521,15 @@ async fn handle(st: Shared, req: Request<Body>) -> Response<Body> {
         None => {
             let (parts, body) = req.into_parts();
             match axum::body::to_bytes(body, MAX_BODY).await {
-                Ok(body) => route(&st, &method, &path, &query, &parts.headers, &body, bytes.clone()),
+                Ok(body) => route(
+                    &st,
+                    &method,
+                    &path,
+                    &query,
+                    &parts.headers,
+                    &body,
+                    bytes.clone(),
+                ),
                 Err(e) => error(StatusCode::PAYLOAD_TOO_LARGE, None, &format!("body: {e}")),
             }
         }
@@ -539,38 +571,83 @@ fn route(
         Ok(u) => u,
         Err(resp) => return resp,
     };
-    match (method, s.as_slice()) {
-        (&Method::GET, ["api", "whoami-v2"]) => match user {
-            Some(u) => json_ok(json!({"type": "user", "name": u, "orgs": [], "auth": {"accessToken": {"role": "write"}}})),
-            None => error(StatusCode::UNAUTHORIZED, None, "Invalid username or password."),
+    match (method.as_str(), s.as_slice()) {
+        ("GET", ["api", "whoami-v2"]) => match user {
+            Some(u) => json_ok(
+                json!({"type": "user", "name": u, "orgs": [], "auth": {"accessToken": {"role": "write"}}}),
+            ),
+            None => error(
+                StatusCode::UNAUTHORIZED,
+                None,
+                "Invalid username or password.",
+            ),
         },
-        (&Method::POST, ["api", "repos", "create"]) => create(&mut state, &user, body),
-        (&Method::GET, ["api", t, ns, name]) => match kind_of(t) {
+        ("POST", ["api", "repos", "create"]) => create(&mut state, &user, body),
+        ("GET", ["api", t, ns, name]) => match kind_of(t) {
             Some(k) => info(&state, k, &format!("{ns}/{name}"), "main", &user, query),
             None => not_found(),
         },
-        (&Method::GET, ["api", t, ns, name, "revision", rev @ ..]) => match kind_of(t) {
-            Some(k) => info(&state, k, &format!("{ns}/{name}"), &rev.join("/"), &user, query),
+        ("GET", ["api", t, ns, name, "revision", rev @ ..]) => match kind_of(t) {
+            Some(k) => info(
+                &state,
+                k,
+                &format!("{ns}/{name}"),
+                &rev.join("/"),
+                &user,
+                query,
+            ),
             None => not_found(),
         },
-        (&Method::POST, ["api", t, ns, name, "preupload", rev @ ..]) => match kind_of(t) {
-            Some(k) => preupload(&state, k, &format!("{ns}/{name}"), &rev.join("/"), &user, body),
+        ("POST", ["api", t, ns, name, "preupload", rev @ ..]) => match kind_of(t) {
+            Some(k) => preupload(
+                &state,
+                k,
+                &format!("{ns}/{name}"),
+                &rev.join("/"),
+                &user,
+                body,
+            ),
             None => not_found(),
         },
-        (&Method::POST, ["api", t, ns, name, "commit", rev @ ..]) => match kind_of(t) {
-            Some(k) => commit(&mut state, k, &format!("{ns}/{name}"), &rev.join("/"), &user, body),
+        ("POST", ["api", t, ns, name, "commit", rev @ ..]) => match kind_of(t) {
+            Some(k) => commit(
+                &mut state,
+                k,
+                &format!("{ns}/{name}"),
+                &rev.join("/"),
+                &user,
+                body,
+            ),
             None => not_found(),
         },
-        (&Method::PUT, ["api", t, ns, name, "settings"]) => match kind_of(t) {
+        ("PUT", ["api", t, ns, name, "settings"]) => match kind_of(t) {
             Some(k) => settings(&mut state, k, &format!("{ns}/{name}"), &user, body),
             None => not_found(),
         },
-        (&Method::GET | &Method::HEAD, ["datasets", ns, name, "resolve", rev, file @ ..]) if !file.is_empty() => {
-            resolve(&state, method, RepoKind::Dataset, &format!("{ns}/{name}"), rev, &file.join("/"), &user, headers, counter)
+        ("GET" | "HEAD", ["datasets", ns, name, "resolve", rev, file @ ..]) if !file.is_empty() => {
+            resolve(
+                &state,
+                method,
+                RepoKind::Dataset,
+                &format!("{ns}/{name}"),
+                rev,
+                &file.join("/"),
+                &user,
+                headers,
+                counter,
+            )
         }
-        (&Method::GET | &Method::HEAD, [ns, name, "resolve", rev, file @ ..]) if !file.is_empty() => {
-            resolve(&state, method, RepoKind::Model, &format!("{ns}/{name}"), rev, &file.join("/"), &user, headers, counter)
-        }
+        ("GET" | "HEAD", [ns, name, "resolve", rev, file @ ..]) if !file.is_empty() => resolve(
+            &state,
+            method,
+            RepoKind::Model,
+            &format!("{ns}/{name}"),
+            rev,
+            &file.join("/"),
+            &user,
+            headers,
+            counter,
+        ),
         _ => not_found(),
     }
 }
@@ -581,7 +658,11 @@ fn not_found() -> Response<Body> {
 
 fn create(st: &mut State, user: &Option<String>, body: &[u8]) -> Response<Body> {
     let Some(user) = user else {
-        return error(StatusCode::UNAUTHORIZED, None, "You must be authenticated to create a repo");
+        return error(
+            StatusCode::UNAUTHORIZED,
+            None,
+            "You must be authenticated to create a repo",
+        );
     };
     let Ok(v) = serde_json::from_slice::<Value>(body) else {
         return error(StatusCode::BAD_REQUEST, None, "body is not JSON");
@@ -594,7 +675,13 @@ fn create(st: &mut State, user: &Option<String>, body: &[u8]) -> Response<Body> 
     let kind = match v.get("type").and_then(Value::as_str).unwrap_or("model") {
         "model" => RepoKind::Model,
         "dataset" => RepoKind::Dataset,
-        other => return error(StatusCode::BAD_REQUEST, None, &format!("repo type {other} is not supported here")),
+        other => {
+            return error(
+                StatusCode::BAD_REQUEST,
+                None,
+                &format!("repo type {other} is not supported here"),
+            )
+        }
     };
     let private = match v.get("visibility").and_then(Value::as_str) {
         Some(vis) => vis != "public",
@@ -602,13 +689,20 @@ fn create(st: &mut State, user: &Option<String>, body: &[u8]) -> Response<Body> 
     };
     let repo = format!("{ns}/{name}");
     if crate::check_repo_id(&repo).is_err() {
-        return error(StatusCode::BAD_REQUEST, None, &format!("invalid repo name {repo:?}"));
+        return error(
+            StatusCode::BAD_REQUEST,
+            None,
+            &format!("invalid repo name {repo:?}"),
+        );
     }
-    if ns != user {
+    if ns != user.as_str() {
         return error(
             StatusCode::FORBIDDEN,
             None,
-            &format!("You don't have the rights to create a {} under the namespace {ns}", kind.singular()),
+            &format!(
+                "You don't have the rights to create a {} under the namespace {ns}",
+                kind.singular()
+            ),
         );
     }
     let url = format!("{}/{}{repo}", st.base_url, kind.url_prefix());
@@ -629,15 +723,28 @@ fn create(st: &mut State, user: &Option<String>, body: &[u8]) -> Response<Body> 
     }
 }
 
-fn info(st: &State, kind: RepoKind, repo: &str, rev: &str, user: &Option<String>, query: &str) -> Response<Body> {
+fn info(
+    st: &State,
+    kind: RepoKind,
+    repo: &str,
+    rev: &str,
+    user: &Option<String>,
+    query: &str,
+) -> Response<Body> {
     let r = match visible(st, kind, repo, user) {
         Ok(r) => r,
         Err(resp) => return resp,
     };
     let Some(sha) = resolve_rev(r, rev) else {
-        return error(StatusCode::NOT_FOUND, Some("RevisionNotFound"), &format!("Invalid rev id: {rev}"));
+        return error(
+            StatusCode::NOT_FOUND,
+            Some("RevisionNotFound"),
+            &format!("Invalid rev id: {rev}"),
+        );
     };
-    let blobs = query.split('&').any(|q| q == "blobs=true" || q == "blobs=True" || q == "blobs=1");
+    let blobs = query
+        .split('&')
+        .any(|q| q == "blobs=true" || q == "blobs=True" || q == "blobs=1");
     let files = r.commits.get(&sha).map(|c| &c.files);
     let siblings: Vec<Value> = files
         .into_iter()
@@ -673,25 +780,53 @@ fn info(st: &State, kind: RepoKind, repo: &str, rev: &str, user: &Option<String>
 }
 
 /// The repo if `user` may write it; else 401 (no token), 404 (invisible) or 403.
-fn writable<'a>(st: &'a mut State, kind: RepoKind, repo: &str, user: &Option<String>) -> Result<&'a mut Repo, Response<Body>> {
+fn writable<'a>(
+    st: &'a mut State,
+    kind: RepoKind,
+    repo: &str,
+    user: &Option<String>,
+) -> Result<&'a mut Repo, Response<Body>> {
     let Some(u) = user.clone() else {
-        return Err(error(StatusCode::UNAUTHORIZED, None, "You must be authenticated to write to a repo"));
+        return Err(error(
+            StatusCode::UNAUTHORIZED,
+            None,
+            "You must be authenticated to write to a repo",
+        ));
     };
     visible(st, kind, repo, user)?;
     match st.repos.get_mut(&(kind, repo.to_string())) {
         Some(r) if r.owner == u => Ok(r),
-        Some(_) => Err(error(StatusCode::FORBIDDEN, None, &format!("You don't have write access to {repo}"))),
-        None => Err(error(StatusCode::NOT_FOUND, Some("RepoNotFound"), "Repository not found")),
+        Some(_) => Err(error(
+            StatusCode::FORBIDDEN,
+            None,
+            &format!("You don't have write access to {repo}"),
+        )),
+        None => Err(error(
+            StatusCode::NOT_FOUND,
+            Some("RepoNotFound"),
+            "Repository not found",
+        )),
     }
 }
 
-fn preupload(st: &State, kind: RepoKind, repo: &str, rev: &str, user: &Option<String>, body: &[u8]) -> Response<Body> {
+fn preupload(
+    st: &State,
+    kind: RepoKind,
+    repo: &str,
+    rev: &str,
+    user: &Option<String>,
+    body: &[u8],
+) -> Response<Body> {
     let r = match visible(st, kind, repo, user) {
         Ok(r) => r,
         Err(resp) => return resp,
     };
     if user.as_deref() != Some(r.owner.as_str()) {
-        return error(StatusCode::FORBIDDEN, None, &format!("You don't have write access to {repo}"));
+        return error(
+            StatusCode::FORBIDDEN,
+            None,
+            &format!("You don't have write access to {repo}"),
+        );
     }
     let v: Value = serde_json::from_slice(body).unwrap_or(Value::Null);
     let files: Vec<Value> = v
@@ -705,14 +840,25 @@ fn preupload(st: &State, kind: RepoKind, repo: &str, rev: &str, user: &Option<St
     json_ok(json!({"files": files, "commitOid": r.branches.get(rev)}))
 }
 
-fn commit(st: &mut State, kind: RepoKind, repo: &str, rev: &str, user: &Option<String>, body: &[u8]) -> Response<Body> {
+fn commit(
+    st: &mut State,
+    kind: RepoKind,
+    repo: &str,
+    rev: &str,
+    user: &Option<String>,
+    body: &[u8],
+) -> Response<Body> {
     let base_url = st.base_url.clone();
     let r = match writable(st, kind, repo, user) {
         Ok(r) => r,
         Err(resp) => return resp,
     };
     if !r.branches.contains_key(rev) {
-        return error(StatusCode::NOT_FOUND, Some("RevisionNotFound"), &format!("Invalid rev id: {rev}"));
+        return error(
+            StatusCode::NOT_FOUND,
+            Some("RevisionNotFound"),
+            &format!("Invalid rev id: {rev}"),
+        );
     }
     let text = String::from_utf8_lossy(body);
     let mut message = String::from("commit");
@@ -720,22 +866,45 @@ fn commit(st: &mut State, kind: RepoKind, repo: &str, rev: &str, user: &Option<S
     let mut ops = Vec::new();
     for line in text.lines().filter(|l| !l.trim().is_empty()) {
         let Ok(v) = serde_json::from_str::<Value>(line) else {
-            return error(StatusCode::BAD_REQUEST, None, "commit payload: a line is not JSON");
+            return error(
+                StatusCode::BAD_REQUEST,
+                None,
+                "commit payload: a line is not JSON",
+            );
         };
         let val = &v["value"];
-        let path = val.get("path").and_then(Value::as_str).unwrap_or("").to_string();
+        let path = val
+            .get("path")
+            .and_then(Value::as_str)
+            .unwrap_or("")
+            .to_string();
         match v.get("key").and_then(Value::as_str) {
             Some("header") => {
-                message = val.get("summary").and_then(Value::as_str).unwrap_or("commit").to_string();
-                parent = val.get("parentCommit").and_then(Value::as_str).map(str::to_string);
+                message = val
+                    .get("summary")
+                    .and_then(Value::as_str)
+                    .unwrap_or("commit")
+                    .to_string();
+                parent = val
+                    .get("parentCommit")
+                    .and_then(Value::as_str)
+                    .map(str::to_string);
             }
             Some("file") => {
                 let content = val.get("content").and_then(Value::as_str).unwrap_or("");
                 let bytes = match val.get("encoding").and_then(Value::as_str) {
-                    Some("base64") => match base64::engine::general_purpose::STANDARD.decode(content) {
-                        Ok(b) => b,
-                        Err(e) => return error(StatusCode::BAD_REQUEST, None, &format!("{path}: bad base64: {e}")),
-                    },
+                    Some("base64") => {
+                        match base64::engine::general_purpose::STANDARD.decode(content) {
+                            Ok(b) => b,
+                            Err(e) => {
+                                return error(
+                                    StatusCode::BAD_REQUEST,
+                                    None,
+                                    &format!("{path}: bad base64: {e}"),
+                                )
+                            }
+                        }
+                    }
                     _ => content.as_bytes().to_vec(),
                 };
                 ops.push(Op::Add(path, bytes));
@@ -743,9 +912,19 @@ fn commit(st: &mut State, kind: RepoKind, repo: &str, rev: &str, user: &Option<S
             Some("deletedFile") => ops.push(Op::Delete(path)),
             Some("deletedFolder") => ops.push(Op::DeleteFolder(path)),
             Some("lfsFile") => {
-                return error(StatusCode::UNPROCESSABLE_ENTITY, None, "LFS uploads are not supported by the local hub")
+                return error(
+                    StatusCode::UNPROCESSABLE_ENTITY,
+                    None,
+                    "LFS uploads are not supported by the local hub",
+                )
             }
-            other => return error(StatusCode::BAD_REQUEST, None, &format!("unknown commit key {other:?}")),
+            other => {
+                return error(
+                    StatusCode::BAD_REQUEST,
+                    None,
+                    &format!("unknown commit key {other:?}"),
+                )
+            }
         }
     }
     match apply_commit(r, rev, &message, parent.as_deref(), ops) {
@@ -755,12 +934,20 @@ fn commit(st: &mut State, kind: RepoKind, repo: &str, rev: &str, user: &Option<S
             "commitUrl": format!("{base_url}/{}{repo}/commit/{sha}", kind.url_prefix()),
             "hookOutput": "",
         })),
-        Err(e) if e.starts_with("parent commit") => error(StatusCode::PRECONDITION_FAILED, None, &e),
+        Err(e) if e.starts_with("parent commit") => {
+            error(StatusCode::PRECONDITION_FAILED, None, &e)
+        }
         Err(e) => error(StatusCode::BAD_REQUEST, None, &e),
     }
 }
 
-fn settings(st: &mut State, kind: RepoKind, repo: &str, user: &Option<String>, body: &[u8]) -> Response<Body> {
+fn settings(
+    st: &mut State,
+    kind: RepoKind,
+    repo: &str,
+    user: &Option<String>,
+    body: &[u8],
+) -> Response<Body> {
     let r = match writable(st, kind, repo, user) {
         Ok(r) => r,
         Err(resp) => return resp,
@@ -792,10 +979,18 @@ fn resolve(
         Err(resp) => return resp,
     };
     let Some(sha) = resolve_rev(r, rev) else {
-        return error(StatusCode::NOT_FOUND, Some("RevisionNotFound"), &format!("Invalid rev id: {rev}"));
+        return error(
+            StatusCode::NOT_FOUND,
+            Some("RevisionNotFound"),
+            &format!("Invalid rev id: {rev}"),
+        );
     };
     let Some(data) = r.commits.get(&sha).and_then(|c| c.files.get(file)).cloned() else {
-        let mut resp = error(StatusCode::NOT_FOUND, Some("EntryNotFound"), &format!("{file} does not exist on \"{rev}\""));
+        let mut resp = error(
+            StatusCode::NOT_FOUND,
+            Some("EntryNotFound"),
+            &format!("{file} does not exist on \"{rev}\""),
+        );
         if let Ok(v) = HeaderValue::from_str(&sha) {
             resp.headers_mut().insert("x-repo-commit", v);
         }
@@ -814,12 +1009,21 @@ fn resolve(
             .and_then(|v| v.to_str().ok())
             .and_then(|v| v.strip_prefix("bytes="))
             .and_then(|v| v.split_once('-'))
-            .map(|(a, b)| (a.trim().parse::<usize>().ok(), b.trim().parse::<usize>().ok()))
+            .map(|(a, b)| {
+                (
+                    a.trim().parse::<usize>().ok(),
+                    b.trim().parse::<usize>().ok(),
+                )
+            })
     };
     let (start, end, partial) = match range {
         Some((Some(a), b)) => {
             if a >= total {
-                let mut resp = error(StatusCode::RANGE_NOT_SATISFIABLE, None, "range not satisfiable");
+                let mut resp = error(
+                    StatusCode::RANGE_NOT_SATISFIABLE,
+                    None,
+                    "range not satisfiable",
+                );
                 if let Ok(v) = HeaderValue::from_str(&format!("bytes */{total}")) {
                     resp.headers_mut().insert("content-range", v);
                 }
@@ -831,7 +1035,11 @@ fn resolve(
         _ => (0, total, false),
     };
     let mut resp = Response::new(Body::empty());
-    *resp.status_mut() = if partial { StatusCode::PARTIAL_CONTENT } else { StatusCode::OK };
+    *resp.status_mut() = if partial {
+        StatusCode::PARTIAL_CONTENT
+    } else {
+        StatusCode::OK
+    };
     let h = resp.headers_mut();
     let mut put = |k: &'static str, v: String| {
         if let Ok(v) = HeaderValue::from_str(&v) {
@@ -850,9 +1058,18 @@ fn resolve(
         }
     }
     if partial {
-        put("content-range", format!("bytes {start}-{}/{total}", end.saturating_sub(1)));
+        put(
+            "content-range",
+            format!("bytes {start}-{}/{total}", end.saturating_sub(1)),
+        );
     }
-    if method == Method::HEAD {
+    if *method == Method::HEAD {
+        if hide {
+            // A body of unknown length, or hyper announces `content-length: 0`.
+            *resp.body_mut() = Body::from_stream(futures::stream::empty::<
+                Result<bytes::Bytes, std::convert::Infallible>,
+            >());
+        }
         return resp;
     }
     let stream = futures::stream::unfold(start, move |pos| {
@@ -885,15 +1102,39 @@ mod tests {
 
     #[test]
     fn commits_are_deterministic_and_branches_move() {
-        let mut r = Repo { owner: "a".into(), private: false, branches: BTreeMap::new(), commits: HashMap::new() };
+        let mut r = Repo {
+            owner: "a".into(),
+            private: false,
+            branches: BTreeMap::new(),
+            commits: HashMap::new(),
+        };
         let c0 = apply_commit(&mut r, "main", "init", None, vec![]).unwrap();
-        let c1 = apply_commit(&mut r, "main", "m", None, vec![Op::Add("x".into(), b"1".to_vec())]).unwrap();
+        let c1 = apply_commit(
+            &mut r,
+            "main",
+            "m",
+            None,
+            vec![Op::Add("x".into(), b"1".to_vec())],
+        )
+        .unwrap();
         assert_ne!(c0, c1);
         assert_eq!(r.branches["main"], c1);
         assert!(apply_commit(&mut r, "main", "m", Some(&c0), vec![]).is_err());
-        let mut r2 = Repo { owner: "a".into(), private: false, branches: BTreeMap::new(), commits: HashMap::new() };
+        let mut r2 = Repo {
+            owner: "a".into(),
+            private: false,
+            branches: BTreeMap::new(),
+            commits: HashMap::new(),
+        };
         apply_commit(&mut r2, "main", "init", None, vec![]).unwrap();
-        let d1 = apply_commit(&mut r2, "main", "m", None, vec![Op::Add("x".into(), b"1".to_vec())]).unwrap();
+        let d1 = apply_commit(
+            &mut r2,
+            "main",
+            "m",
+            None,
+            vec![Op::Add("x".into(), b"1".to_vec())],
+        )
+        .unwrap();
         assert_eq!(c1, d1);
         assert_eq!(resolve_rev(&r, &c0.to_uppercase()), Some(c0));
     }

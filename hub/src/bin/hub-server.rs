@@ -30,7 +30,11 @@ async fn main() {
         let Some(v) = args.next() else { usage() };
         match a.as_str() {
             "--addr" => addr = v.parse().unwrap_or_else(|_| usage()),
-            "--user" => users.push(v.split_once(':').map(|(n, t)| (n.to_string(), t.to_string())).unwrap_or_else(|| usage())),
+            "--user" => users.push(
+                v.split_once(':')
+                    .map(|(n, t)| (n.to_string(), t.to_string()))
+                    .unwrap_or_else(|| usage()),
+            ),
             "--dataset" => datasets.push(v),
             _ => usage(),
         }
@@ -46,7 +50,9 @@ async fn main() {
         server.add_user(name, token);
     }
     for spec in &datasets {
-        let Some((repo, file)) = spec.split_once('=') else { usage() };
+        let Some((repo, file)) = spec.split_once('=') else {
+            usage()
+        };
         let (file, private) = match file.strip_suffix(":private") {
             Some(f) => (f, true),
             None => (file, false),
