@@ -1,0 +1,358 @@
+//! The online client's flows against the in-memory test node, through subxt's mock RPC client:
+//! metagraph sync, commitments, plain weights with the rate limit and version key, hash
+//! commit-reveal, the commitment space limit, and the failures an operator must be told about
+//! in one line (unreachable node, unknown netuid, unregistered hotkey, a node that stops
+//! answering).
+
+use std::time::{Duration, Instant};
+
+use subtensor::testnode::{SubnetConfig, TestNode};
+use subtensor::weights::{commit_hash, random_salt};
+use subtensor::{Error, Keypair, Network, Subtensor};
+use subxt_signer::sr25519::dev;
+
+const NETUID: u16 = 3;
+
+async fn client(node: &TestNode) -> Subtensor {
+    Subtensor::from_rpc(node.rpc_client(), "test node", Duration::from_secs(10))
+        .await
+        .expect("client connects to the test node")
+}
+
+fn key(k: &Keypair) -> [u8; 32] {
+    k.public_key().0
+}
+
+/// A subnet with a validator (alice, permit) and two miners (bob, charlie).
+fn subnet(config: SubnetConfig) -> TestNode {
+    let node = TestNode::new();
+    node.add_subnet(NETUID, config);
+    node.register(NETUID, key(&dev::alice()), key(&dev::ferdie()), 5_000, true);
+    node.register(NETUID, key(&dev::bob()), key(&dev::ferdie()), 10, false);
+    node.register(NETUID, key(&dev::charlie()), key(&dev::ferdie()), 20, false);
+    node
+}
+
+#[tokio::test]
+async fn metagraph_sync_reads_neurons_and_hyperparameters() {
+    let node = subnet(SubnetConfig {
+        tempo: 12,
+        weights_rate_limit: 7,
+        weights_version_key: 3,
+        commit_reveal: true,
+        reveal_period: 2,
+    });
+    node.advance(30);
+    let chain = client(&node).await;
+    let mg = chain.metagraph(NETUID).await.unwrap();
+    assert_eq!(mg.block, node.block_number());
+    assert_eq!(mg.params.tempo, 12);
+    assert_eq!(mg.params.weights_rate_limit, 7);
+    assert_eq!(mg.params.weights_version_key, 3);
+    assert!(mg.params.commit_reveal_enabled);
+    assert_eq!(mg.params.reveal_period, 2);
+    assert_eq!(mg.epoch_index, Some(node.epoch_index(NETUID)));
+    let uids: Vec<u16> = mg.neurons.iter().map(|n| n.uid).collect();
+    assert_eq!(uids, vec![0, 1, 2]);
+    assert_eq!(mg.neurons[0].hotkey, key(&dev::alice()));
+    assert_eq!(mg.neurons[0].coldkey, key(&dev::ferdie()));
+    assert_eq!(mg.neurons[0].stake, 5_000);
+    assert!(mg.neurons[0].validator_permit);
+    assert!(!mg.neurons[2].validator_permit);
+    assert_eq!(mg.neurons[2].stake, 20);
+    assert_eq!(chain.current_block().await.unwrap(), node.block_number());
+    // The client speaks the legacy RPCs a subtensor node serves.
+    let calls = node.calls();
+    assert!(calls.contains(&"state_call".to_string()), "{calls:?}");
+    assert!(calls.contains(&"chain_getFinalizedHead".to_string()));
+}
+
+#[tokio::test]
+async fn an_unknown_netuid_is_named() {
+    let node = subnet(SubnetConfig::default());
+    let chain = client(&node).await;
+    let err = chain.metagraph(99).await.unwrap_err();
+    assert!(
+        matches!(err, Error::UnknownNetuid { netuid: 99, .. }),
+        "{err}"
+    );
+    assert_eq!(
+        err.to_string(),
+        "SubnetInfoRuntimeApi.get_subnet_hyperparams: netuid 99 does not exist on this chain"
+    );
+}
+
+#[tokio::test]
+async fn commitments_are_written_signed_and_read_back_with_their_block() {
+    let node = subnet(SubnetConfig::default());
+    let chain = client(&node).await;
+    let text = b"acme/data:c1:0123456789abcdef0123456789abcdef01234567";
+    let block = chain
+        .set_commitment(&dev::bob(), NETUID, text)
+        .await
+        .unwrap();
+    assert_eq!(block, node.block_number());
+    // Another miner's commitment, and a second one from bob that replaces the first.
+    node.put_commitment(NETUID, key(&dev::charlie()), b"zeta/set:c1:abc");
+    let second = chain
+        .set_commitment(&dev::bob(), NETUID, b"acme/data:c1:ffff")
+        .await
+        .unwrap();
+    assert!(second > block);
+    let mut found = chain.commitments(NETUID).await.unwrap();
+    found.sort_by_key(|c| c.block);
+    assert_eq!(found.len(), 2);
+    assert_eq!(found[0].hotkey, key(&dev::charlie()));
+    assert_eq!(found[0].data.as_deref().unwrap(), b"zeta/set:c1:abc");
+    assert_eq!(found[1].hotkey, key(&dev::bob()));
+    assert_eq!(found[1].block, second);
+    assert_eq!(found[1].data.as_deref().unwrap(), b"acme/data:c1:ffff");
+
+    // Too long for one Raw field: refused before anything is signed.
+    let err = chain
+        .set_commitment(&dev::bob(), NETUID, &[b'x'; 129])
+        .await
+        .unwrap_err();
+    assert!(err.to_string().contains("one Raw field"), "{err}");
+}
+
+#[tokio::test]
+async fn an_unregistered_hotkey_is_named_before_signing() {
+    let node = subnet(SubnetConfig::default());
+    let chain = client(&node).await;
+    let eve = dev::eve();
+    let err = chain
+        .set_commitment(&eve, NETUID, b"a/b:c:d")
+        .await
+        .unwrap_err();
+    assert!(matches!(err, Error::NotRegistered { .. }), "{err}");
+    let text = err.to_string();
+    assert!(
+        text.starts_with("Commitments.set_commitment: hotkey 5"),
+        "{text}"
+    );
+    assert!(
+        text.ends_with(&format!("is not registered on netuid {NETUID}")),
+        "{text}"
+    );
+    assert!(!text.contains('\n'));
+    let err = chain
+        .set_weights(&eve, NETUID, &[0], &[1], 0)
+        .await
+        .unwrap_err();
+    assert!(matches!(err, Error::NotRegistered { .. }), "{err}");
+}
+
+#[tokio::test]
+async fn the_commitment_space_limit_is_reported() {
+    let node = subnet(SubnetConfig {
+        tempo: 1000,
+        ..SubnetConfig::default()
+    });
+    let chain = client(&node).await;
+    // Each call costs max(100, bytes) of the 3100 bytes per epoch: the 32nd does not fit.
+    for i in 0..31 {
+        chain
+            .set_commitment(&dev::bob(), NETUID, format!("a/b:c:{i}").as_bytes())
+            .await
+            .unwrap_or_else(|e| panic!("commit {i}: {e}"));
+    }
+    let err = chain
+        .set_commitment(&dev::bob(), NETUID, b"a/b:c:last")
+        .await
+        .unwrap_err();
+    assert_eq!(err.dispatch_error(), Some("SpaceLimitExceeded"), "{err}");
+    assert_eq!(
+        err.to_string(),
+        "Commitments.set_commitment: failed on chain with Commitments::SpaceLimitExceeded"
+    );
+}
+
+#[tokio::test]
+async fn set_weights_lands_and_the_rate_limit_and_version_key_are_reported() {
+    let node = subnet(SubnetConfig {
+        weights_rate_limit: 5,
+        weights_version_key: 10,
+        ..SubnetConfig::default()
+    });
+    let chain = client(&node).await;
+    let alice = dev::alice();
+
+    let err = chain
+        .set_weights(&alice, NETUID, &[1, 2], &[1, 3], 9)
+        .await
+        .unwrap_err();
+    assert_eq!(
+        err.dispatch_error(),
+        Some("IncorrectWeightVersionKey"),
+        "{err}"
+    );
+
+    let block = chain
+        .set_weights(&alice, NETUID, &[1, 2], &[16384, 49151], 10)
+        .await
+        .unwrap();
+    assert_eq!(block, node.block_number());
+    let row = chain.weights(NETUID, 0).await.unwrap();
+    assert_eq!(row, node.weights_of(NETUID, 0).unwrap());
+    assert_eq!(row.iter().map(|(u, _)| *u).collect::<Vec<_>>(), vec![1, 2]);
+    assert!(row[1].1 > row[0].1 * 2);
+    let mg = chain.metagraph(NETUID).await.unwrap();
+    assert_eq!(mg.neurons[0].last_update, block);
+
+    // Again at once: the chain's rate limit, by name.
+    let err = chain
+        .set_weights(&alice, NETUID, &[1], &[1], 10)
+        .await
+        .unwrap_err();
+    assert_eq!(err.dispatch_error(), Some("SettingWeightsTooFast"), "{err}");
+    assert!(err
+        .to_string()
+        .starts_with("SubtensorModule.set_weights: failed on chain"));
+    node.advance(5);
+    chain
+        .set_weights(&alice, NETUID, &[1], &[1], 10)
+        .await
+        .unwrap();
+
+    // Client-side checks need no round trip.
+    let err = chain
+        .set_weights(&alice, NETUID, &[1, 2], &[1], 10)
+        .await
+        .unwrap_err();
+    assert!(err.to_string().contains("2 uids but 1 weights"), "{err}");
+}
+
+#[tokio::test]
+async fn hash_commit_reveal_round_trip() {
+    let node = subnet(SubnetConfig {
+        tempo: 10,
+        weights_rate_limit: 2,
+        commit_reveal: true,
+        reveal_period: 1,
+        ..SubnetConfig::default()
+    });
+    let chain = client(&node).await;
+    let alice = dev::alice();
+    let (uids, values, version_key) = (vec![1u16, 2], vec![20_000u16, 45_535], 0u64);
+
+    // Plain set_weights is refused on a commit-reveal subnet.
+    let err = chain
+        .set_weights(&alice, NETUID, &uids, &values, version_key)
+        .await
+        .unwrap_err();
+    assert_eq!(err.dispatch_error(), Some("CommitRevealEnabled"), "{err}");
+
+    let salt = random_salt();
+    let hash = commit_hash(&key(&alice), NETUID, &uids, &values, &salt, version_key);
+    let commit_block = chain.commit_weights(&alice, NETUID, hash).await.unwrap();
+    let commits = chain.weight_commits(NETUID, &key(&alice)).await.unwrap();
+    assert_eq!(commits.len(), 1);
+    assert_eq!(commits[0].hash, hash);
+    assert_eq!(commits[0].block, commit_block);
+    let commit_epoch = commits[0].epoch;
+    assert_eq!(commit_epoch, node.epoch_index(NETUID));
+
+    // Too early: same epoch.
+    let err = chain
+        .reveal_weights(&alice, NETUID, &uids, &values, &salt, version_key)
+        .await
+        .unwrap_err();
+    assert_eq!(err.dispatch_error(), Some("RevealTooEarly"), "{err}");
+
+    node.advance_to_epoch(NETUID, commit_epoch + 1);
+    assert_eq!(
+        chain.epoch_index(NETUID).await.unwrap(),
+        Some(commit_epoch + 1)
+    );
+    // A wrong salt does not match the commit.
+    let err = chain
+        .reveal_weights(&alice, NETUID, &uids, &values, &[1, 2, 3], version_key)
+        .await
+        .unwrap_err();
+    assert_eq!(
+        err.dispatch_error(),
+        Some("InvalidRevealCommitHashNotMatch"),
+        "{err}"
+    );
+    chain
+        .reveal_weights(&alice, NETUID, &uids, &values, &salt, version_key)
+        .await
+        .unwrap();
+    assert!(chain
+        .weight_commits(NETUID, &key(&alice))
+        .await
+        .unwrap()
+        .is_empty());
+    let row = chain.weights(NETUID, 0).await.unwrap();
+    assert_eq!(row.iter().map(|(u, _)| *u).collect::<Vec<_>>(), uids);
+
+    // Committing again right after the reveal is rate limited (the reveal set weights).
+    let salt = random_salt();
+    let hash = commit_hash(&key(&alice), NETUID, &uids, &values, &salt, version_key);
+    let err = chain
+        .commit_weights(&alice, NETUID, hash)
+        .await
+        .unwrap_err();
+    assert_eq!(
+        err.dispatch_error(),
+        Some("CommittingWeightsTooFast"),
+        "{err}"
+    );
+    node.advance(2);
+
+    // A commit left past its reveal epoch expires.
+    let salt = random_salt();
+    let hash = commit_hash(&key(&alice), NETUID, &uids, &values, &salt, version_key);
+    let _ = chain.commit_weights(&alice, NETUID, hash).await.unwrap();
+    let epoch = node.epoch_index(NETUID);
+    node.advance_to_epoch(NETUID, epoch + 2);
+    let err = chain
+        .reveal_weights(&alice, NETUID, &uids, &values, &salt, version_key)
+        .await
+        .unwrap_err();
+    assert_eq!(err.dispatch_error(), Some("ExpiredWeightCommit"), "{err}");
+}
+
+#[tokio::test]
+async fn an_unreachable_endpoint_fails_within_the_timeout() {
+    // Nothing listens on this port.
+    let listener = std::net::TcpListener::bind("127.0.0.1:0").unwrap();
+    let port = listener.local_addr().unwrap().port();
+    drop(listener);
+    let network = Network::parse(&format!("ws://127.0.0.1:{port}")).unwrap();
+    let start = Instant::now();
+    let err = Subtensor::connect(&network, Duration::from_secs(3))
+        .await
+        .unwrap_err();
+    assert!(
+        start.elapsed() < Duration::from_secs(5),
+        "{:?}",
+        start.elapsed()
+    );
+    assert!(matches!(err, Error::Connect { .. }), "{err}");
+    let text = err.to_string();
+    assert!(
+        text.starts_with(&format!(
+            "cannot connect to subtensor at ws://127.0.0.1:{port}"
+        )),
+        "{text}"
+    );
+    assert!(!text.contains('\n'), "{text}");
+}
+
+#[tokio::test]
+async fn a_node_that_stops_answering_times_out_with_the_item_named() {
+    let node = subnet(SubnetConfig::default());
+    let chain = Subtensor::from_rpc(node.rpc_client(), "test node", Duration::from_secs(1))
+        .await
+        .unwrap();
+    node.set_hang(true);
+    let start = Instant::now();
+    let err = chain.metagraph(NETUID).await.unwrap_err();
+    assert!(start.elapsed() < Duration::from_secs(3));
+    assert_eq!(
+        err.to_string(),
+        "chain_getFinalizedHead: no answer from subtensor within 1 s"
+    );
+}
