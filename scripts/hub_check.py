@@ -16,7 +16,7 @@ Usage (not run by CI):
 Without an argument the binary is looked for in $CARGO_TARGET_DIR, /work/target-hub and
 ./target (debug, then release).
 
-Result: HUB_CHECK_RESULT
+Last run 2026-12-02: `hub_check: OK (huggingface_hub 2.4.0)`, with hf-xet 1.8.0 installed alongside.
 """
 
 import os

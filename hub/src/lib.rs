@@ -8,7 +8,8 @@
 //! * [`error::HubError`] — why an operation failed, naming the repo, revision and file.
 //! * [`cache`] — the Python `huggingface_hub` cache layout (`datasets--ns--name/...`).
 //! * [`progress::ProgressSink`] — byte progress callbacks for progress bars.
-//! * `server` (feature `server`) — an in-process local Hub server for tests and the devnet.
+//! * `server` (feature `server`, on by default) — an in-process local Hub server for tests, the
+//!   devnet and `scripts/hub_check.py`.
 
 pub mod cache;
 pub mod client;

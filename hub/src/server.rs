@@ -31,7 +31,8 @@
 //! CARGO_TARGET_DIR=/work/target-hub cargo build -p murmuration-hub --features server --bin hub-server
 //! /work/venv-hub/bin/python scripts/hub_check.py /work/target-hub/debug/hub-server
 //! ```
-//! (HUB_CHECK_RESULT)
+//! Last run 2026-12-02: `hub_check: OK (huggingface_hub 2.4.0)` (hf-xet 1.8.0 installed alongside;
+//! Python 3 venv at /work/venv-hub).
 
 use std::collections::{BTreeMap, HashMap};
 use std::net::SocketAddr;
@@ -104,6 +105,9 @@ struct State {
 }
 
 type Shared = Arc<Mutex<State>>;
+
+/// An early answer (boxed: a `Response` is large).
+type Reject = Box<Response<Body>>;
 
 fn lock(s: &Shared) -> MutexGuard<'_, State> {
     s.lock().unwrap_or_else(|p| p.into_inner())
@@ -455,7 +459,7 @@ fn json_ok(v: Value) -> Response<Body> {
 }
 
 /// `Ok(None)`: no token; `Err`: a token that matches no user.
-fn auth_user(st: &State, headers: &HeaderMap) -> Result<Option<String>, Response<Body>> {
+fn auth_user(st: &State, headers: &HeaderMap) -> Result<Option<String>, Reject> {
     let Some(v) = headers.get("authorization") else {
         return Ok(None);
     };
@@ -470,11 +474,11 @@ fn auth_user(st: &State, headers: &HeaderMap) -> Result<Option<String>, Response
     }
     match st.users.get(token) {
         Some(u) => Ok(Some(u.clone())),
-        None => Err(error(
+        None => Err(Box::new(error(
             StatusCode::UNAUTHORIZED,
             None,
             "Invalid credentials in Authorization header",
-        )),
+        ))),
     }
 }
 
@@ -484,19 +488,19 @@ fn visible<'a>(
     kind: RepoKind,
     repo: &str,
     user: &Option<String>,
-) -> Result<&'a Repo, Response<Body>> {
+) -> Result<&'a Repo, Reject> {
     match st.repos.get(&(kind, repo.to_string())) {
         Some(r) if !r.private || user.as_deref() == Some(r.owner.as_str()) => Ok(r),
-        _ if user.is_none() => Err(error(
+        _ if user.is_none() => Err(Box::new(error(
             StatusCode::UNAUTHORIZED,
             Some("RepoNotFound"),
             "Repository not found",
-        )),
-        _ => Err(error(
+        ))),
+        _ => Err(Box::new(error(
             StatusCode::NOT_FOUND,
             Some("RepoNotFound"),
             "Repository not found",
-        )),
+        ))),
     }
 }
 
@@ -569,7 +573,7 @@ fn route(
     let mut state = lock(st);
     let user = match auth_user(&state, headers) {
         Ok(u) => u,
-        Err(resp) => return resp,
+        Err(resp) => return *resp,
     };
     match (method.as_str(), s.as_slice()) {
         ("GET", ["api", "whoami-v2"]) => match user {
@@ -733,7 +737,7 @@ fn info(
 ) -> Response<Body> {
     let r = match visible(st, kind, repo, user) {
         Ok(r) => r,
-        Err(resp) => return resp,
+        Err(resp) => return *resp,
     };
     let Some(sha) = resolve_rev(r, rev) else {
         return error(
@@ -785,27 +789,27 @@ fn writable<'a>(
     kind: RepoKind,
     repo: &str,
     user: &Option<String>,
-) -> Result<&'a mut Repo, Response<Body>> {
+) -> Result<&'a mut Repo, Reject> {
     let Some(u) = user.clone() else {
-        return Err(error(
+        return Err(Box::new(error(
             StatusCode::UNAUTHORIZED,
             None,
             "You must be authenticated to write to a repo",
-        ));
+        )));
     };
     visible(st, kind, repo, user)?;
     match st.repos.get_mut(&(kind, repo.to_string())) {
         Some(r) if r.owner == u => Ok(r),
-        Some(_) => Err(error(
+        Some(_) => Err(Box::new(error(
             StatusCode::FORBIDDEN,
             None,
             &format!("You don't have write access to {repo}"),
-        )),
-        None => Err(error(
+        ))),
+        None => Err(Box::new(error(
             StatusCode::NOT_FOUND,
             Some("RepoNotFound"),
             "Repository not found",
-        )),
+        ))),
     }
 }
 
@@ -819,7 +823,7 @@ fn preupload(
 ) -> Response<Body> {
     let r = match visible(st, kind, repo, user) {
         Ok(r) => r,
-        Err(resp) => return resp,
+        Err(resp) => return *resp,
     };
     if user.as_deref() != Some(r.owner.as_str()) {
         return error(
@@ -851,7 +855,7 @@ fn commit(
     let base_url = st.base_url.clone();
     let r = match writable(st, kind, repo, user) {
         Ok(r) => r,
-        Err(resp) => return resp,
+        Err(resp) => return *resp,
     };
     if !r.branches.contains_key(rev) {
         return error(
@@ -950,7 +954,7 @@ fn settings(
 ) -> Response<Body> {
     let r = match writable(st, kind, repo, user) {
         Ok(r) => r,
-        Err(resp) => return resp,
+        Err(resp) => return *resp,
     };
     let v: Value = serde_json::from_slice(body).unwrap_or(Value::Null);
     if let Some(p) = v.get("private").and_then(Value::as_bool) {
@@ -976,7 +980,7 @@ fn resolve(
 ) -> Response<Body> {
     let r = match visible(st, kind, repo, user) {
         Ok(r) => r,
-        Err(resp) => return resp,
+        Err(resp) => return *resp,
     };
     let Some(sha) = resolve_rev(r, rev) else {
         return error(
