@@ -105,7 +105,10 @@ pub fn store(
         .map(|m| m.len() == bytes.len() as u64)
         .unwrap_or(false);
     if !same {
-        let tmp = blob.with_file_name(format!("{etag}.incomplete.{}", std::process::id()));
+        // Unique per process and call: concurrent fetches of one file never share a temp file.
+        static SEQ: std::sync::atomic::AtomicU64 = std::sync::atomic::AtomicU64::new(0);
+        let n = SEQ.fetch_add(1, std::sync::atomic::Ordering::Relaxed);
+        let tmp = blob.with_file_name(format!("{etag}.incomplete.{}.{n}", std::process::id()));
         std::fs::write(&tmp, bytes)?;
         std::fs::rename(&tmp, &blob)?;
     }
@@ -128,7 +131,10 @@ pub fn link_snapshot(
         .ok_or_else(|| std::io::Error::other("snapshot path has no parent"))?;
     std::fs::create_dir_all(parent)?;
     if std::fs::symlink_metadata(&snap).is_ok() {
-        std::fs::remove_file(&snap)?;
+        match std::fs::remove_file(&snap) {
+            Err(e) if e.kind() != std::io::ErrorKind::NotFound => return Err(e),
+            _ => {}
+        }
     }
     // snapshots/<sha>/<a>/<b> -> ../../../blobs/<etag>: one `..` per directory below the repo
     // folder.
@@ -141,7 +147,11 @@ pub fn link_snapshot(
     target.push(etag);
     #[cfg(unix)]
     {
-        std::os::unix::fs::symlink(&target, &snap)?;
+        match std::os::unix::fs::symlink(&target, &snap) {
+            // A concurrent fetch of the same file linked it first: same target.
+            Err(e) if e.kind() == std::io::ErrorKind::AlreadyExists => {}
+            other => other?,
+        }
     }
     #[cfg(not(unix))]
     {

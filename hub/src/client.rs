@@ -528,9 +528,12 @@ impl HubClient {
             return Ok(path);
         }
         if self.cfg.offline {
-            return Err(self
-                .cached_or_offline_error(kind, repo, &sha, file)
-                .unwrap_err_or_missing());
+            return Err(HubError::OfflineMissing {
+                repo: repo.into(),
+                revision: sha.clone(),
+                file: file.into(),
+                cache_dir: self.cfg.cache_dir.display().to_string(),
+            });
         }
         // 1. The Hub must resolve this revision to exactly this commit.
         let info = self.repo_info(kind, repo, Some(&sha)).await?;
@@ -694,7 +697,7 @@ impl HubClient {
                     buf.extend_from_slice(&c);
                 }
                 Err(HFError::Request { source, .. }) => {
-                    return Err(Retryable(source.without_url().to_string()))
+                    return Err(Retryable(error_chain(&source.without_url())))
                 }
                 Err(e) => return Ok(Err(self.map_hf(e, Op::Read, repo, sha, Some(file)))),
             }
@@ -731,8 +734,9 @@ impl HubClient {
         .await
         .map_err(|e| {
             HubError::Io(format!(
-                "{repo}@{sha}: HEAD {file} failed after the retries: {}",
-                e.without_url()
+                "{repo}@{sha}: HEAD {file} failed after {} tries: {}",
+                self.cfg.retry.retries + 1,
+                error_chain(&e.without_url())
             ))
         })?;
         let status = resp.status().as_u16();
@@ -828,9 +832,10 @@ impl HubClient {
                 cache_dir: self.cfg.cache_dir.display().to_string(),
             },
             HFError::Request { source, .. } => HubError::Io(format!(
-                "{repo}@{revision}{}: network error after the retries: {}",
+                "{repo}@{revision}{}: network error after {} tries: {}",
                 file.map(|f| format!(" {f}")).unwrap_or_default(),
-                source.without_url()
+                self.cfg.retry.retries + 1,
+                error_chain(&source.without_url())
             )),
             other => HubError::Io(format!(
                 "{repo}@{revision}{}: {other}",
@@ -903,23 +908,20 @@ impl HubClient {
     }
 }
 
+/// An error and its causes, `a: b: c` (reqwest's own message hides the cause).
+fn error_chain(e: &dyn std::error::Error) -> String {
+    let mut out = e.to_string();
+    let mut cur = e.source();
+    while let Some(c) = cur {
+        out.push_str(": ");
+        out.push_str(&c.to_string());
+        cur = c.source();
+    }
+    out
+}
+
 /// A transport failure in the middle of a body (worth starting over).
 struct Retryable(String);
-
-/// `Result::unwrap_err` without a panic: the offline lookup either found the file (impossible
-/// here, it was looked up just before) or produced the error.
-trait UnwrapErrOrMissing {
-    fn unwrap_err_or_missing(self) -> HubError;
-}
-
-impl UnwrapErrOrMissing for Result<PathBuf, HubError> {
-    fn unwrap_err_or_missing(self) -> HubError {
-        match self {
-            Err(e) => e,
-            Ok(p) => HubError::Io(format!("cache changed while reading {}", p.display())),
-        }
-    }
-}
 
 /// Checks `bytes` against the Hub's ETag: 64 hex is the sha256 of the content (LFS/Xet files),
 /// 40 hex the git blob sha1 (regular files); other ETags are not checked.

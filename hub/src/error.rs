@@ -3,8 +3,19 @@
 
 /// Why a Hub operation failed. The variants map 1:1 onto the coordinator's `HubError`
 /// (`NotFound`, `RevisionNotFound`, `ShaMismatch`, `TooLarge`, `Private`, `BadRepo`, `Io`), plus
-/// [`HubError::Unauthorized`], [`HubError::FileNotFound`], [`HubError::OfflineMissing`] and
-/// [`HubError::Corrupt`].
+/// four it lacks, which map naturally as:
+///
+/// | here | coordinator |
+/// |---|---|
+/// | [`HubError::Unauthorized`] (token refused / may not write) | `Private` (read) or `Io` (publish) |
+/// | [`HubError::FileNotFound`] (repo and revision exist, file does not) | `NotFound` |
+/// | [`HubError::OfflineMissing`] (`HF_HUB_OFFLINE=1`, not cached) | `Io` |
+/// | [`HubError::Corrupt`] (size differs from the announced one) | `ShaMismatch` |
+///
+/// HTTP statuses: 401 without a token on a read is `Private`, with a token (or on a write)
+/// `Unauthorized`; 403 is `Private` on a read and `Unauthorized` on a write; 404 follows the
+/// Hub's `X-Error-Code` (`RepoNotFound` → `NotFound`, `RevisionNotFound`, `EntryNotFound` →
+/// `FileNotFound`); 5xx, 408, 429, timeouts and connection errors are retried, then `Io`.
 #[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
 pub enum HubError {
     /// The repo does not exist, or is private and not visible with this token (the Hub answers

@@ -84,6 +84,7 @@ struct Repo {
 struct Faults {
     fail: Vec<u16>,
     delays: Vec<Duration>,
+    truncate: Vec<usize>,
     hide_sizes: bool,
     ignore_range: bool,
 }
@@ -241,6 +242,12 @@ impl HubServer {
     /// The next `n` requests wait `delay` before being handled.
     pub fn delay_next(&self, n: usize, delay: Duration) {
         lock(&self.state).faults.delays = vec![delay; n];
+    }
+
+    /// The next `n` file bodies (`GET .../resolve/...`) break off after `after` bytes: the
+    /// connection is aborted mid-body, as a dropped network would.
+    pub fn truncate_next(&self, n: usize, after: usize) {
+        lock(&self.state).faults.truncate = vec![after; n];
     }
 
     /// Announce no sizes: no `Content-Length`/`X-Linked-Size` on `HEAD`, chunked bodies on `GET`
@@ -630,7 +637,7 @@ fn route(
         },
         ("GET" | "HEAD", ["datasets", ns, name, "resolve", rev, file @ ..]) if !file.is_empty() => {
             resolve(
-                &state,
+                &mut state,
                 method,
                 RepoKind::Dataset,
                 &format!("{ns}/{name}"),
@@ -642,7 +649,7 @@ fn route(
             )
         }
         ("GET" | "HEAD", [ns, name, "resolve", rev, file @ ..]) if !file.is_empty() => resolve(
-            &state,
+            &mut state,
             method,
             RepoKind::Model,
             &format!("{ns}/{name}"),
@@ -968,7 +975,7 @@ fn settings(
 
 #[allow(clippy::too_many_arguments)]
 fn resolve(
-    st: &State,
+    st: &mut State,
     method: &Method,
     kind: RepoKind,
     repo: &str,
@@ -978,6 +985,12 @@ fn resolve(
     headers: &HeaderMap,
     counter: Arc<AtomicU64>,
 ) -> Response<Body> {
+    let truncate = if *method == Method::GET {
+        st.faults.truncate.pop()
+    } else {
+        None
+    };
+    let st = &*st;
     let r = match visible(st, kind, repo, user) {
         Ok(r) => r,
         Err(resp) => return *resp,
@@ -1076,6 +1089,7 @@ fn resolve(
         }
         return resp;
     }
+    let cut = truncate.map(|after| start + after);
     let stream = futures::stream::unfold(start, move |pos| {
         let data = data.clone();
         let counter = counter.clone();
@@ -1083,10 +1097,20 @@ fn resolve(
             if pos >= end {
                 return None;
             }
-            let n = CHUNK.min(end - pos);
+            if cut.is_some_and(|c| pos >= c) {
+                // Let what was sent reach the client first, so the cut is mid-body.
+                tokio::time::sleep(Duration::from_millis(50)).await;
+                let e = std::io::Error::new(std::io::ErrorKind::ConnectionAborted, "injected cut");
+                // `end` ends the stream after the error.
+                return Some((Err(e), end));
+            }
+            let mut n = CHUNK.min(end - pos);
+            if let Some(c) = cut {
+                n = n.min(c - pos);
+            }
             counter.fetch_add(n as u64, Ordering::SeqCst);
             let chunk = bytes::Bytes::copy_from_slice(&data[pos..pos + n]);
-            Some((Ok::<_, std::convert::Infallible>(chunk), pos + n))
+            Some((Ok(chunk), pos + n))
         }
     });
     *resp.body_mut() = Body::from_stream(stream);

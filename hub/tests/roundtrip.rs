@@ -67,6 +67,20 @@ async fn upload_commit_download_validate() {
     assert_eq!(ds.rows.len(), 20);
     assert_eq!(ds.rows[3].conversations[1].content, "a3 first");
 
+    // Concurrent fetches of one file (two miners committing the same repo) both succeed.
+    let dir3 = tempfile::tempdir().unwrap();
+    let (a, b) = (
+        client(s.url(), Some(ALICE), dir3.path()),
+        client(s.url(), Some(ALICE), dir3.path()),
+    );
+    let (ra, rb) = tokio::join!(
+        a.fetch_dataset("alice/ds", &sha, 1 << 20),
+        b.fetch_dataset("alice/ds", &sha, 1 << 20)
+    );
+    assert_eq!((ra.unwrap(), rb.unwrap()), (data.clone(), data.clone()));
+    // The token never shows in Debug output.
+    assert!(!format!("{a:?}").contains(ALICE));
+
     // Python-compatible cache layout.
     let folder = dir2.path().join("datasets--alice--ds");
     let snap = folder.join("snapshots").join(&sha).join("data.jsonl");
@@ -377,6 +391,41 @@ async fn retries_on_5xx() {
     );
     let statuses: Vec<u16> = s.requests().iter().map(|r| r.status).collect();
     assert_eq!(&statuses[..3], &[503, 503, 200], "{statuses:?}");
+
+    // A body cut off mid-transfer is fetched again.
+    let long = rows(300, "long");
+    let lsha = alice
+        .publish_dataset("alice/long", &long, false)
+        .await
+        .unwrap();
+    s.clear_requests();
+    s.truncate_next(1, 5000);
+    assert_eq!(
+        reader
+            .fetch_dataset("alice/long", &lsha, 1 << 20)
+            .await
+            .unwrap(),
+        long
+    );
+    let gets = s
+        .requests()
+        .into_iter()
+        .filter(|r| r.method == "GET" && r.path.contains("/resolve/"))
+        .count();
+    assert_eq!(gets, 2);
+    // Cut every time: an error after the retries, naming the file.
+    let reader_b = client(s.url(), None, dir.path().join("rb").as_path());
+    s.truncate_next(10, 5000);
+    let err = reader_b
+        .fetch_dataset("alice/long", &lsha, 1 << 20)
+        .await
+        .unwrap_err();
+    eprintln!("all cut: {err}");
+    assert!(
+        matches!(&err, HubError::Io(m) if m.contains("alice/long") && m.contains("data.jsonl") && m.contains("3 tries")),
+        "{err}"
+    );
+    s.truncate_next(0, 0);
 
     // Every answer a 500: an error after 1 + 2 tries, naming the repo.
     let reader = client(s.url(), None, dir.path().join("r2").as_path());
