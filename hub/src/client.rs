@@ -395,26 +395,36 @@ impl HubClient {
     pub async fn download_model(&self, spec: &str) -> Result<ModelFiles, HubError> {
         const INDEX: &str = "model.safetensors.index.json";
         let (repo, revision) = parse_spec(spec)?;
-        let sharded = if self.cfg.offline {
-            let sha = self.cached_sha(
-                RepoKind::Model,
-                repo,
-                revision.unwrap_or("main"),
-                Some("config.json"),
-            )?;
-            cache::lookup(&self.cfg.cache_dir, RepoKind::Model, repo, &sha, INDEX).is_some()
+        let rev_label = revision.unwrap_or("main");
+        // Resolve the revision once; every file then comes from that one commit.
+        let (sha, sharded) = if self.cfg.offline {
+            let sha = self.cached_sha(RepoKind::Model, repo, rev_label, Some("config.json"))?;
+            let sharded =
+                cache::lookup(&self.cfg.cache_dir, RepoKind::Model, repo, &sha, INDEX).is_some();
+            (sha, sharded)
         } else {
             let info = self.repo_info(RepoKind::Model, repo, revision).await?;
-            info.files.iter().any(|f| f == INDEX)
+            if is_sha40(rev_label) && !rev_label.eq_ignore_ascii_case(&info.sha) {
+                return Err(HubError::ShaMismatch {
+                    repo: repo.into(),
+                    revision: rev_label.into(),
+                    reason: format!("the Hub resolves it to commit {}", info.sha),
+                });
+            }
+            let sharded = info.files.iter().any(|f| f == INDEX);
+            (info.sha, sharded)
         };
-        let (sha, base) = self
-            .download_model_files(repo, revision, &["config.json", "tokenizer.json"])
+        let (_, base) = self
+            .download_model_files(repo, Some(&sha), &["config.json", "tokenizer.json"])
             .await?;
         let weights = if sharded {
             let (_, idx) = self
                 .download_model_files(repo, Some(&sha), &[INDEX])
                 .await?;
-            let shards = shard_names(repo, &sha, &idx[0])?;
+            let index = idx
+                .first()
+                .ok_or_else(|| HubError::Io(format!("{repo}@{sha}: {INDEX} missing")))?;
+            let shards = shard_names(repo, &sha, index)?;
             let names: Vec<&str> = shards.iter().map(String::as_str).collect();
             self.download_model_files(repo, Some(&sha), &names).await?.1
         } else {
@@ -422,12 +432,21 @@ impl HubClient {
                 .await?
                 .1
         };
+        if !self.cfg.offline && !is_sha40(rev_label) {
+            cache::write_ref(&self.cfg.cache_dir, RepoKind::Model, repo, rev_label, &sha)
+                .map_err(|e| HubError::Io(format!("{repo}: writing refs/{rev_label}: {e}")))?;
+        }
+        let [config, tokenizer]: [PathBuf; 2] = base.try_into().map_err(|_| {
+            HubError::Io(format!(
+                "{repo}@{sha}: config.json or tokenizer.json missing"
+            ))
+        })?;
         let dir = cache::snapshot_path(&self.cfg.cache_dir, RepoKind::Model, repo, &sha, "");
         Ok(ModelFiles {
             repo: repo.into(),
             revision: sha,
-            config: base[0].clone(),
-            tokenizer: base[1].clone(),
+            config,
+            tokenizer,
             weights,
             dir,
         })

@@ -11,6 +11,8 @@
 //! * `server` (feature `server`, on by default) — an in-process local Hub server for tests, the
 //!   devnet and `scripts/hub_check.py`.
 
+#![warn(missing_docs)]
+
 pub mod cache;
 pub mod client;
 pub mod config;
@@ -20,7 +22,7 @@ mod retry;
 #[cfg(feature = "server")]
 pub mod server;
 
-pub use client::{HubClient, ModelFiles};
+pub use client::{HubClient, ModelFiles, RepoInfo};
 pub use config::{HubConfig, RetryPolicy, Token};
 pub use error::HubError;
 pub use progress::ProgressSink;
