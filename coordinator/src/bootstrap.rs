@@ -81,12 +81,96 @@ pub fn model_dir(config: &ClusterConfig, paths: &Paths) -> anyhow::Result<PathBu
     worker::serve::model_dir(config, &paths.base)
 }
 
-/// The eval rows, their content hash and the file's bytes.
+/// Whether `source` names a Hub repo (`org/name` or `org/name@revision`) rather than a local
+/// path: it has the shape and no such local file or directory exists.
+pub fn is_hub_spec(source: &str, paths: &Paths) -> bool {
+    let repo = source.split('@').next().unwrap_or_default();
+    source != "tiny"
+        && protocol::commitment::split_repo_id(repo).is_some()
+        && !paths.resolve(source).exists()
+}
+
+/// The Hugging Face Hub client of a network mode: the environment (`HF_ENDPOINT`, `HF_TOKEN`,
+/// `.env`, `HF_HOME`, `HF_HUB_OFFLINE`), with `[hub] endpoint` and `cache_dir` when set.
+pub fn hub_client(config: &ClusterConfig) -> anyhow::Result<hfhub::HubClient> {
+    let mut hub_config = hfhub::HubConfig::from_env();
+    if !config.hub.endpoint.is_empty() {
+        hub_config.endpoint = config.hub.endpoint.trim_end_matches('/').to_string();
+    }
+    if !config.hub.cache_dir.is_empty() {
+        hub_config.cache_dir = PathBuf::from(&config.hub.cache_dir);
+    }
+    Ok(hfhub::HubClient::new(hub_config)?)
+}
+
+/// The dataset hub of `config`: the local directory under the state directory, or the Hugging
+/// Face Hub (with its client, for models and eval sets).
+pub fn dataset_hub(
+    config: &ClusterConfig,
+    paths: &Paths,
+) -> anyhow::Result<(Arc<dyn Hub>, Option<hfhub::HubClient>)> {
+    if config.uses_huggingface() {
+        let client = hub_client(config)?;
+        Ok((
+            Arc::new(crate::hub::hf::HfHub::new(client.clone())),
+            Some(client),
+        ))
+    } else {
+        Ok((Arc::new(LocalHub::new(&paths.hub_dir())), None))
+    }
+}
+
+/// The model directory: [`model_dir`] for `tiny` or a local path, else the Hub repo
+/// (`Qwen/Qwen2.5-1.5B-Instruct`, optionally `@revision`) downloaded into the Hub cache.
+pub async fn resolve_model(
+    config: &ClusterConfig,
+    paths: &Paths,
+    hub: Option<&hfhub::HubClient>,
+) -> anyhow::Result<PathBuf> {
+    let source = &config.model.source;
+    match hub.filter(|_| is_hub_spec(source, paths)) {
+        Some(hub) => {
+            let files = hub
+                .download_model(source)
+                .await
+                .map_err(|e| anyhow::anyhow!("model {source}: {e}"))?;
+            tracing::info!(model = %files.repo, revision = %files.revision, dir = %files.dir.display(), "model from the Hub cache");
+            Ok(files.dir)
+        }
+        None => model_dir(config, paths),
+    }
+}
+
+/// The eval set's path: a local file, or `org/name@sha` downloaded from the Hub.
+pub async fn resolve_eval_set(
+    config: &ClusterConfig,
+    paths: &Paths,
+    hub: Option<&hfhub::HubClient>,
+) -> anyhow::Result<PathBuf> {
+    let set = &config.eval.set;
+    match hub.filter(|_| is_hub_spec(set, paths)) {
+        Some(hub) => hub
+            .download_eval_set(set, config.dataset.max_file_bytes)
+            .await
+            .map_err(|e| anyhow::anyhow!("eval set {set}: {e}")),
+        None => Ok(paths.resolve(set)),
+    }
+}
+
+/// The eval rows, their content hash and the file's bytes, from the configured local file.
 pub fn eval_set(
     config: &ClusterConfig,
     paths: &Paths,
 ) -> anyhow::Result<(Vec<Row>, String, Vec<u8>)> {
-    let path = paths.resolve(&config.eval.set);
+    eval_set_at(config, &paths.resolve(&config.eval.set))
+}
+
+/// The eval rows, their content hash and the file's bytes, from `path`.
+pub fn eval_set_at(
+    config: &ClusterConfig,
+    path: &Path,
+) -> anyhow::Result<(Vec<Row>, String, Vec<u8>)> {
+    let path = path.to_path_buf();
     let bytes =
         std::fs::read(&path).map_err(|e| anyhow::anyhow!("eval set {}: {e}", path.display()))?;
     let limits = DatasetLimits {
@@ -103,22 +187,22 @@ pub fn eval_set(
 pub async fn devnet(
     config: &ClusterConfig,
     paths: &Paths,
-) -> anyhow::Result<(Arc<DevnetChain>, Arc<LocalHub>, Signer)> {
+    hub: Arc<dyn Hub>,
+) -> anyhow::Result<(Arc<DevnetChain>, Signer)> {
     anyhow::ensure!(
         config.mode == Mode::Devnet,
-        "mode {:?} needs the subtensor client, which is not built yet",
+        "mode {:?} is not the devnet",
         config.mode
     );
     let chain = Arc::new(DevnetChain::open(
         &paths.devnet_db(),
         config.devnet.block_time_ms,
     )?);
-    let hub = Arc::new(LocalHub::new(&paths.hub_dir()));
     let wallet = paths.validator_wallet();
     let netuid = config.netuid;
     if chain.has_subnet(netuid)? {
         let signer = load_hotkey(&wallet)?;
-        return Ok((chain, hub, signer));
+        return Ok((chain, signer));
     }
     tracing::info!(netuid, "first run: creating the devnet subnet");
     chain.create_subnet(
@@ -130,16 +214,47 @@ pub async fn devnet(
     let coldkey = crate::keys::load_coldkeypub(&wallet)?;
     chain.register_neuron(netuid, signer.account(), coldkey, 1_000_000, true)?;
     if config.devnet.demo_miners {
-        register_demo_miners(config, paths, &chain, &hub).await?;
+        register_demo_miners(config, paths, &chain, hub.as_ref()).await?;
     }
-    Ok((chain, hub, signer))
+    Ok((chain, signer))
+}
+
+/// The subtensor node of a network mode and the validator's hotkey from its Bittensor wallet,
+/// checked: the endpoint answers, the netuid exists and the hotkey is registered on it. Each
+/// failure is one line naming the endpoint, netuid or hotkey.
+pub async fn subtensor_validator(
+    config: &ClusterConfig,
+) -> anyhow::Result<(Arc<crate::chain::subtensor::SubtensorChain>, Signer)> {
+    let wallet = crate::network::wallet(config);
+    let signer = load_hotkey(&wallet).map_err(|e| anyhow::anyhow!("validator wallet: {e}"))?;
+    let chain = crate::network::connect(config).await?;
+    check_registered(chain.as_ref(), config.netuid, &signer).await?;
+    Ok((chain, signer))
+}
+
+/// Fails unless `signer`'s hotkey is a neuron of `netuid`.
+pub async fn check_registered(
+    chain: &dyn Chain,
+    netuid: u16,
+    signer: &Signer,
+) -> anyhow::Result<u16> {
+    let metagraph = chain.metagraph(netuid).await?;
+    metagraph
+        .neuron_of(&signer.account())
+        .map(|n| n.uid)
+        .ok_or_else(|| {
+            anyhow::anyhow!(
+                "hotkey {} is not registered on netuid {netuid}",
+                signer.account()
+            )
+        })
 }
 
 async fn register_demo_miners(
     config: &ClusterConfig,
     paths: &Paths,
     chain: &DevnetChain,
-    hub: &LocalHub,
+    hub: &dyn Hub,
 ) -> anyhow::Result<()> {
     let demo_dir = paths.resolve(&config.devnet.demo_dir);
     for name in DEMO_MINERS {

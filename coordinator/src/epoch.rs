@@ -10,6 +10,7 @@ use std::sync::atomic::{AtomicU64, Ordering};
 use std::sync::Arc;
 use std::time::Duration;
 
+use futures::StreamExt;
 use protocol::commitment::Commitment;
 use protocol::config::{ClusterConfig, ScoringPolicy};
 use protocol::dataset::{parse_dataset, Dataset};
@@ -42,6 +43,15 @@ pub enum EpochError {
     /// No worker is available.
     #[error("no worker is running")]
     NoWorkers,
+}
+
+impl From<crate::commit_reveal::CommitRevealError> for EpochError {
+    fn from(e: crate::commit_reveal::CommitRevealError) -> Self {
+        match e {
+            crate::commit_reveal::CommitRevealError::Chain(e) => EpochError::Chain(e),
+            crate::commit_reveal::CommitRevealError::State(e) => EpochError::State(e),
+        }
+    }
 }
 
 /// The epoch's records around each job: a job run before it is sent, the outcome under its cache
@@ -167,47 +177,62 @@ impl Validator {
             .map(|c| (c.hotkey, (c.data, c.block)))
             .collect();
 
-        // Sync, fetch and check.
-        let mut entries: BTreeMap<u16, Entry> = BTreeMap::new();
-        for neuron in metagraph.neurons.iter().filter(|n| n.uid != own) {
-            let mut line = MinerLine {
-                uid: neuron.uid,
-                hotkey: neuron.hotkey.to_ss58(),
-                commit_block: None,
-                rows: None,
-                eval_loss: None,
-                cached: false,
-                win_rate: None,
-                epoch_weight: 0.0,
-                score: 0.0,
-                weight_u16: 0,
-                reason: String::new(),
-                worker: None,
-            };
-            let dataset = match commitments.get(&neuron.hotkey) {
-                None => {
-                    line.reason = "no commitment".into();
-                    None
-                }
-                Some((data, commit_block)) => {
-                    line.commit_block = Some(*commit_block);
-                    match self
-                        .check_submission(neuron.uid, &line.hotkey, data, *commit_block, epoch)
-                        .await
-                    {
-                        Ok((commitment, dataset, bytes)) => {
-                            line.rows = Some(dataset.rows.len());
-                            Some((commitment, dataset, bytes))
-                        }
-                        Err(reason) => {
-                            line.reason = reason;
-                            None
+        // Sync, fetch and check: every submission is fetched before anything is trained (the
+        // duplicate rule compares them all), `[hub] parallel_downloads` at a time.
+        let miners: Vec<_> = metagraph
+            .neurons
+            .iter()
+            .filter(|n| n.uid != own)
+            .map(|n| {
+                (
+                    n.uid,
+                    n.hotkey.to_ss58(),
+                    commitments.get(&n.hotkey).cloned(),
+                )
+            })
+            .collect();
+        let checks =
+            futures::stream::iter(miners.into_iter().map(|(uid, hotkey, found)| async move {
+                let mut line = MinerLine {
+                    uid,
+                    hotkey,
+                    commit_block: None,
+                    rows: None,
+                    eval_loss: None,
+                    cached: false,
+                    win_rate: None,
+                    epoch_weight: 0.0,
+                    score: 0.0,
+                    weight_u16: 0,
+                    reason: String::new(),
+                    worker: None,
+                };
+                let dataset = match found {
+                    None => {
+                        line.reason = "no commitment".into();
+                        None
+                    }
+                    Some((data, commit_block)) => {
+                        line.commit_block = Some(commit_block);
+                        match self
+                            .check_submission(uid, &line.hotkey, &data, commit_block, epoch)
+                            .await
+                        {
+                            Ok((commitment, dataset, bytes)) => {
+                                line.rows = Some(dataset.rows.len());
+                                Some((commitment, dataset, bytes))
+                            }
+                            Err(reason) => {
+                                line.reason = reason;
+                                None
+                            }
                         }
                     }
-                }
-            };
-            entries.insert(neuron.uid, Entry { line, dataset });
-        }
+                };
+                Entry { line, dataset }
+            }))
+            .buffer_unordered(self.config.hub.parallel_downloads.max(1));
+        let mut entries: BTreeMap<u16, Entry> = checks.map(|e| (e.line.uid, e)).collect().await;
 
         // Duplicates by content, before anything is trained.
         let identities: Vec<DatasetIdentity<'_>> = entries
@@ -455,10 +480,7 @@ impl Validator {
             return Ok((None, "no miner has a positive score".into()));
         }
         if commit_reveal {
-            return Ok((
-                None,
-                "the subnet requires commit-reveal, which the devnet client does not send".into(),
-            ));
+            return self.commit(emission, version_key, rate_limit).await;
         }
         let now = self.chain.current_block().await?;
         if let (_, Some(last)) = self.chain.weights(self.config.netuid, own).await? {
@@ -496,6 +518,71 @@ impl Validator {
                 Ok((Some(block), String::new()))
             }
             Err(ChainError::RateLimited { blocks_left }) => Ok((
+                None,
+                format!("rate limited: {blocks_left} block(s) to wait"),
+            )),
+            Err(e) => Err(e.into()),
+        }
+    }
+
+    /// Commit-reveal emission: reveals what is due, then commits these weights unless an
+    /// earlier commit still waits for its reveal or the rate limit says wait. Returns the
+    /// commit's block, or a note.
+    async fn commit(
+        &self,
+        emission: &[(u16, u16)],
+        version_key: u64,
+        rate_limit: u64,
+    ) -> Result<(Option<u64>, String), EpochError> {
+        let netuid = self.config.netuid;
+        let summary = crate::commit_reveal::reveal_due(
+            self.chain.as_ref(),
+            &self.state,
+            &self.signer,
+            netuid,
+        )
+        .await?;
+        if let Some((block, reveal_epoch)) = summary.waiting.first() {
+            let at = block.map_or("an earlier block".to_string(), |b| format!("block {b}"));
+            return Ok((
+                None,
+                format!("the commit of {at} waits for its reveal in epoch {reveal_epoch}"),
+            ));
+        }
+        let metagraph = self.chain.metagraph(netuid).await?;
+        let own = metagraph.neuron_of(&self.signer.account());
+        if let Some(last) = own.map(|n| n.last_update).filter(|b| *b > 0) {
+            let since = metagraph.block.saturating_sub(last);
+            if since < rate_limit {
+                return Ok((
+                    None,
+                    format!(
+                        "rate limited: last update at block {last}, {} block(s) to wait",
+                        rate_limit - since
+                    ),
+                ));
+            }
+        }
+        match crate::commit_reveal::commit(
+            self.chain.as_ref(),
+            &self.state,
+            &self.signer,
+            netuid,
+            emission,
+            version_key,
+        )
+        .await
+        {
+            Ok(block) => Ok((
+                Some(block),
+                format!(
+                    "committed (revealed {} epoch(s) later)",
+                    metagraph.reveal_period
+                ),
+            )),
+            Err(crate::commit_reveal::CommitRevealError::Chain(ChainError::RateLimited {
+                blocks_left,
+            })) => Ok((
                 None,
                 format!("rate limited: {blocks_left} block(s) to wait"),
             )),

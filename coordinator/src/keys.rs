@@ -211,6 +211,11 @@ impl Signer {
         Signer { keypair }
     }
 
+    /// The subxt-signer key pair, for the subtensor client.
+    pub fn keypair(&self) -> &Keypair {
+        &self.keypair
+    }
+
     /// The public key.
     pub fn account(&self) -> AccountId {
         self.keypair.public_key().into()

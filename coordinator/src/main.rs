@@ -1,5 +1,6 @@
-//! The `coordinator` binary: `run` (validator epochs on the configured chain), `score` (the
-//! scoring audit) and `report` (the last epoch report).
+//! The `coordinator` binary: `run` (validator epochs on the configured chain), `chain` (what
+//! the validator sees on chain), `score` (the scoring audit) and `report` (the last epoch
+//! report).
 
 use std::io::Read;
 use std::path::PathBuf;
@@ -16,8 +17,36 @@ struct Cli {
     /// The cluster configuration.
     #[arg(long, global = true, default_value = "cluster.toml")]
     config: PathBuf,
+    #[command(flatten)]
+    chain: coordinator::network::ChainArgs,
     #[command(subcommand)]
     command: Command,
+}
+
+/// What `coordinator chain` shows.
+#[derive(Subcommand)]
+enum ChainCommand {
+    /// Neurons and hyperparameters of the subnet.
+    Metagraph {
+        /// Print JSON instead of a table.
+        #[arg(long)]
+        json: bool,
+    },
+    /// Every miner's commitment, parsed as the validator parses it.
+    Commitments {
+        /// Print JSON instead of a table.
+        #[arg(long)]
+        json: bool,
+    },
+    /// The weights a validator has set (default: uid of the configured hotkey).
+    Weights {
+        /// The validator's uid.
+        #[arg(long)]
+        uid: Option<u16>,
+        /// Print JSON instead of a table.
+        #[arg(long)]
+        json: bool,
+    },
 }
 
 #[derive(Subcommand)]
@@ -43,6 +72,11 @@ enum Command {
     Workers,
     /// Benchmark the scheduler and transport with simulated workers (see README).
     BenchCluster(coordinator::bench::ClusterBenchArgs),
+    /// Show what the validator sees on chain: `metagraph`, `commitments` or `weights`.
+    Chain {
+        #[command(subcommand)]
+        what: ChainCommand,
+    },
     /// Print the report of the last finished epoch.
     Report {
         /// Print JSON instead of a table.
@@ -84,8 +118,19 @@ fn main() {
 }
 
 async fn run(cli: Cli) -> Result<()> {
-    let config = load_config(&cli.config)?;
+    let mut config = load_config(&cli.config)?;
+    cli.chain.apply(&mut config)?;
     match cli.command {
+        Command::Chain { what } => {
+            let paths = Paths::new(&config, &cli.config);
+            let chain = coordinator::network::read_only_chain(&config, &paths).await?;
+            let wallet = if config.mode == protocol::config::Mode::Devnet {
+                paths.validator_wallet()
+            } else {
+                coordinator::network::wallet(&config)
+            };
+            show_chain(&config, chain.as_ref(), &wallet, what).await
+        }
         Command::Score { .. } => {
             let mut input = String::new();
             std::io::stdin()
@@ -186,4 +231,122 @@ async fn run(cli: Cli) -> Result<()> {
             .await
         }
     }
+}
+
+/// `coordinator chain ...`.
+async fn show_chain(
+    config: &ClusterConfig,
+    chain: &dyn coordinator::chain::Chain,
+    wallet: &coordinator::keys::WalletPath,
+    what: ChainCommand,
+) -> Result<()> {
+    let netuid = config.netuid;
+    match what {
+        ChainCommand::Metagraph { json } => {
+            let mg = chain.metagraph(netuid).await?;
+            if json {
+                println!("{}", serde_json::to_string_pretty(&mg)?);
+            } else {
+                println!(
+                    "netuid {} at block {}: tempo {}, weights rate limit {}, version key {}, \
+                     commit-reveal {} (reveal period {})",
+                    mg.netuid,
+                    mg.block,
+                    mg.tempo,
+                    mg.weights_rate_limit,
+                    mg.weights_version_key,
+                    if mg.commit_reveal_enabled {
+                        "on"
+                    } else {
+                        "off"
+                    },
+                    mg.reveal_period
+                );
+                println!(
+                    "{:>5}  {:<48}  {:>16}  {:>6}  last update",
+                    "uid", "hotkey", "stake", "permit"
+                );
+                for n in &mg.neurons {
+                    println!(
+                        "{:>5}  {:<48}  {:>16}  {:>6}  {}",
+                        n.uid,
+                        n.hotkey.to_ss58(),
+                        n.stake,
+                        if n.validator_permit { "yes" } else { "no" },
+                        n.last_update
+                    );
+                }
+            }
+        }
+        ChainCommand::Commitments { json } => {
+            let found = chain.commitments(netuid).await?;
+            let rows: Vec<serde_json::Value> = found
+                .iter()
+                .map(|c| {
+                    let parsed = protocol::commitment::Commitment::from_bytes(&c.data);
+                    serde_json::json!({
+                        "uid": c.uid,
+                        "hotkey": c.hotkey.to_ss58(),
+                        "block": c.block,
+                        "text": String::from_utf8_lossy(&c.data),
+                        "repo": parsed.as_ref().ok().map(|p| p.repo.clone()),
+                        "competition": parsed.as_ref().ok().map(|p| p.competition_id.clone()),
+                        "revision": parsed.as_ref().ok().map(|p| p.revision.clone()),
+                        "rejected": parsed.as_ref().err().map(|e| e.to_string()),
+                    })
+                })
+                .collect();
+            if json {
+                println!("{}", serde_json::to_string_pretty(&rows)?);
+            } else {
+                for r in &rows {
+                    let uid = r["uid"].as_u64().map_or("-".into(), |u| u.to_string());
+                    let status = r["rejected"].as_str().unwrap_or("ok");
+                    println!(
+                        "uid {:>5}  block {:>9}  {}  [{}]",
+                        uid,
+                        r["block"],
+                        r["text"].as_str().unwrap_or_default(),
+                        status
+                    );
+                }
+            }
+        }
+        ChainCommand::Weights { uid, json } => {
+            let uid = match uid {
+                Some(uid) => uid,
+                None => {
+                    let account = coordinator::keys::load_hotkey(wallet)
+                        .map(|s| s.account())
+                        .map_err(|e| anyhow::anyhow!("{e} (or pass --uid)"))?;
+                    chain
+                        .metagraph(netuid)
+                        .await?
+                        .neuron_of(&account)
+                        .map(|n| n.uid)
+                        .ok_or_else(|| {
+                            anyhow::anyhow!(
+                                "hotkey {account} is not registered on netuid {netuid} (or pass --uid)"
+                            )
+                        })?
+                }
+            };
+            let (row, last) = chain.weights(netuid, uid).await?;
+            if json {
+                println!(
+                    "{}",
+                    serde_json::json!({"netuid": netuid, "uid": uid, "last_update": last, "weights": row})
+                );
+            } else {
+                println!(
+                    "weights of uid {uid} on netuid {netuid} (last update: {})",
+                    last.map_or("never".into(), |b| format!("block {b}"))
+                );
+                for (dest, w) in row {
+                    println!("  uid {dest:>5}  {w:>5}  ({:.4})", w as f64 / 65535.0);
+                }
+            }
+        }
+    }
+    Ok(())
 }

@@ -87,7 +87,10 @@ impl std::fmt::Display for EpochReport {
             )?;
         }
         match self.weights_block {
-            Some(block) => write!(f, "weights set at block {block}"),
+            Some(block) if self.weights_note.is_empty() => {
+                write!(f, "weights set at block {block}")
+            }
+            Some(block) => write!(f, "weights {} at block {block}", self.weights_note),
             None => write!(f, "weights not set: {}", self.weights_note),
         }
     }

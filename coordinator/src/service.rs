@@ -11,13 +11,16 @@ use ractor::Actor;
 
 use crate::actor::{Coordinator, CoordinatorMsg};
 use crate::bootstrap::{self, Paths};
+use crate::chain::Chain;
 use crate::epoch::{Validator, WorkerHandle};
+use crate::keys::Signer;
 use crate::metrics::Metrics;
 use crate::remote::RemoteArgs;
 use crate::report::EpochReport;
 use crate::state::State;
 use crate::supervisor::{ActorSlot, ProxySupervisor, SupervisorMsg};
 use crate::worker_actor::{unix_now, WorkerActor, WorkerArgs, WorkerStatus};
+use protocol::config::Mode;
 use protocol::transport::Identity;
 use protocol::wire::EvalSetData;
 use worker::runner::EvalRows;
@@ -32,9 +35,17 @@ pub async fn run_validator(
 ) -> Result<()> {
     let paths = Paths::new(&config, config_path);
     let state = Arc::new(State::open(&paths.state_db())?);
-    let (chain, hub, signer) = bootstrap::devnet(&config, &paths).await?;
-    let model_dir = bootstrap::model_dir(&config, &paths)?;
-    let (eval_rows, eval_hash, eval_bytes) = bootstrap::eval_set(&config, &paths)?;
+    let (hub, hub_client) = bootstrap::dataset_hub(&config, &paths)?;
+    let (chain, signer): (Arc<dyn Chain>, Signer) = if config.mode == Mode::Devnet {
+        let (chain, signer) = bootstrap::devnet(&config, &paths, hub.clone()).await?;
+        (chain, signer)
+    } else {
+        let (chain, signer) = bootstrap::subtensor_validator(&config).await?;
+        (chain, signer)
+    };
+    let model_dir = bootstrap::resolve_model(&config, &paths, hub_client.as_ref()).await?;
+    let eval_path = bootstrap::resolve_eval_set(&config, &paths, hub_client.as_ref()).await?;
+    let (eval_rows, eval_hash, eval_bytes) = bootstrap::eval_set_at(&config, &eval_path)?;
     let model_id = worker::checkpoint::model_id(&model_dir)?;
     tracing::info!(validator = %signer.account(), eval_rows = eval_rows.len(), model = %model_dir.display(), "starting");
     let eval = EvalRows {
@@ -118,6 +129,25 @@ pub async fn run_validator(
                     break;
                 }
                 tokio::time::sleep(Duration::from_secs(2)).await;
+            }
+        });
+    }
+    // Reveal weight commits when their epoch comes, also while an epoch is training.
+    if config.mode != Mode::Devnet {
+        let (chain, state, signer, netuid) =
+            (chain.clone(), state.clone(), signer.clone(), config.netuid);
+        tokio::spawn(async move {
+            loop {
+                tokio::time::sleep(Duration::from_secs(12)).await;
+                match crate::commit_reveal::reveal_due(chain.as_ref(), &state, &signer, netuid)
+                    .await
+                {
+                    Ok(summary) if !summary.revealed.is_empty() => {
+                        tracing::info!(blocks = ?summary.revealed, "weights revealed")
+                    }
+                    Ok(_) => {}
+                    Err(e) => tracing::warn!(error = %e, "revealing weight commits"),
+                }
             }
         });
     }

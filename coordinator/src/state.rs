@@ -18,6 +18,7 @@
 //! | `scores` | uid | hotkey, moving-average score |
 //! | `epochs` | epoch | started block/at, finished at, report JSON |
 //! | `pending_weights` | epoch | (uid, u16) JSON, version key, created block, sent block |
+//! | `weight_commits` | hash | a hash commit-reveal: netuid, hotkey, uids, values, salt, version key, commit block and epoch, status |
 //! | `meta` | key | value |
 
 use std::collections::BTreeMap;
@@ -27,6 +28,7 @@ use std::time::{Duration, SystemTime, UNIX_EPOCH};
 
 use rusqlite::{params, Connection, OptionalExtension, Transaction, TransactionBehavior};
 use serde::{Deserialize, Serialize};
+pub use subtensor::weights::PendingCommit;
 
 /// The schema migrations, in order: `MIGRATIONS[i]` takes a file from version `i` to `i + 1`.
 pub const MIGRATIONS: &[&str] = &[
@@ -52,6 +54,11 @@ pub const MIGRATIONS: &[&str] = &[
      ALTER TABLE job_runs ADD COLUMN worker TEXT;
      ALTER TABLE job_runs ADD COLUMN outcome TEXT;
      CREATE INDEX job_runs_revision ON job_runs (revision);",
+    // 3: weight commits waiting for their reveal (hash commit-reveal on subtensor).
+    "CREATE TABLE weight_commits (hash TEXT PRIMARY KEY, netuid INTEGER NOT NULL,
+         hotkey TEXT NOT NULL, uids TEXT NOT NULL, weight_values TEXT NOT NULL, salt TEXT NOT NULL,
+         version_key INTEGER NOT NULL, created_at INTEGER NOT NULL, commit_block INTEGER,
+         commit_epoch INTEGER, status TEXT NOT NULL DEFAULT 'pending', closed_block INTEGER);",
 ];
 
 /// The schema version this build writes.
@@ -115,6 +122,15 @@ pub struct PendingWeights {
     pub version_key: u64,
     /// Block at which they were decided.
     pub created_block: u64,
+}
+
+/// How a weight commit ended.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum CommitStatus {
+    /// Revealed in the given block.
+    Revealed,
+    /// Its reveal epoch passed (or the chain never had it); nothing to reveal any more.
+    Expired,
 }
 
 /// A recorded submission: a hotkey's commitment as first seen.
@@ -596,5 +612,132 @@ impl State {
             )?;
             Ok(())
         })
+    }
+
+    /// Stores a weight commit before it is sent (`commit_block`/`commit_epoch` unset), so a
+    /// coordinator that dies after sending can still reveal it.
+    pub fn record_weight_commit(&self, commit: &PendingCommit) -> Result<(), StateError> {
+        let json = |v: &Vec<u16>| serde_json::to_string(v).map_err(|e| StateError(e.to_string()));
+        let (uids, values, salt) = (
+            json(&commit.uids)?,
+            json(&commit.values)?,
+            json(&commit.salt)?,
+        );
+        self.write("record_weight_commit", |tx| {
+            tx.execute(
+                "INSERT INTO weight_commits (hash, netuid, hotkey, uids, weight_values, salt,
+                     version_key, created_at, commit_block, commit_epoch)
+                 VALUES (?1, ?2, ?3, ?4, ?5, ?6, ?7, ?8, ?9, ?10)",
+                params![
+                    commit.hash,
+                    commit.netuid,
+                    commit.hotkey,
+                    uids,
+                    values,
+                    salt,
+                    commit.version_key as i64,
+                    now(),
+                    commit.commit_block.map(|b| b as i64),
+                    commit.commit_epoch.map(|e| e as i64)
+                ],
+            )?;
+            Ok(())
+        })
+    }
+
+    /// Records where a commit landed: its block and the epoch index the chain stored with it.
+    pub fn set_weight_commit_landed(
+        &self,
+        hash: &str,
+        commit_block: u64,
+        commit_epoch: Option<u64>,
+    ) -> Result<(), StateError> {
+        self.write("set_weight_commit_landed", |tx| {
+            let changed = tx.execute(
+                "UPDATE weight_commits SET commit_block = ?2, commit_epoch = ?3 WHERE hash = ?1",
+                params![hash, commit_block as i64, commit_epoch.map(|e| e as i64)],
+            )?;
+            if changed == 0 {
+                return Err(StateError(format!("no weight commit {hash}")));
+            }
+            Ok(())
+        })
+    }
+
+    /// Closes a commit: revealed at `block`, or expired.
+    pub fn close_weight_commit(
+        &self,
+        hash: &str,
+        status: CommitStatus,
+        block: u64,
+    ) -> Result<(), StateError> {
+        let status = match status {
+            CommitStatus::Revealed => "revealed",
+            CommitStatus::Expired => "expired",
+        };
+        self.write("close_weight_commit", |tx| {
+            tx.execute(
+                "UPDATE weight_commits SET status = ?2, closed_block = ?3 WHERE hash = ?1",
+                params![hash, status, block as i64],
+            )?;
+            Ok(())
+        })
+    }
+
+    /// Commits not yet revealed or expired, oldest first.
+    pub fn open_weight_commits(&self) -> Result<Vec<PendingCommit>, StateError> {
+        type Row = (
+            String,
+            i64,
+            String,
+            String,
+            String,
+            String,
+            i64,
+            Option<i64>,
+            Option<i64>,
+        );
+        let rows: Vec<Row> = self.read("open_weight_commits", |db| {
+            let mut stmt = db.prepare(
+                "SELECT hash, netuid, hotkey, uids, weight_values, salt, version_key,
+                     commit_block, commit_epoch
+                 FROM weight_commits WHERE status = 'pending' ORDER BY created_at, rowid",
+            )?;
+            let rows = stmt.query_map([], |r| {
+                Ok((
+                    r.get(0)?,
+                    r.get(1)?,
+                    r.get(2)?,
+                    r.get(3)?,
+                    r.get(4)?,
+                    r.get(5)?,
+                    r.get(6)?,
+                    r.get(7)?,
+                    r.get(8)?,
+                ))
+            })?;
+            rows.collect()
+        })?;
+        rows.into_iter()
+            .map(
+                |(hash, netuid, hotkey, uids, values, salt, version_key, block, epoch)| {
+                    let parse = |what: &str, text: &str| {
+                        serde_json::from_str::<Vec<u16>>(text)
+                            .map_err(|e| StateError(format!("weight commit {hash}: {what}: {e}")))
+                    };
+                    Ok(PendingCommit {
+                        netuid: netuid as u16,
+                        hotkey,
+                        uids: parse("uids", &uids)?,
+                        values: parse("values", &values)?,
+                        salt: parse("salt", &salt)?,
+                        version_key: version_key as u64,
+                        commit_block: block.map(|b| b as u64),
+                        commit_epoch: epoch.map(|e| e as u64),
+                        hash,
+                    })
+                },
+            )
+            .collect()
     }
 }

@@ -293,6 +293,76 @@ impl Default for DevnetConfig {
     }
 }
 
+/// The `[subtensor]` table: how a validator or miner reaches a subtensor node and which wallet
+/// signs (modes `local`, `test`, `finney`). The command-line flags `--subtensor.network`,
+/// `--netuid`, `--wallet.name`, `--wallet.hotkey` and `--wallet.path` override it.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+#[serde(deny_unknown_fields, default)]
+pub struct SubtensorConfig {
+    /// A `ws://` or `wss://` URL; empty: the public endpoint of `mode`.
+    pub endpoint: String,
+    /// Limit of every chain request, and of waiting for an extrinsic's inclusion.
+    pub timeout_secs: u64,
+    /// Wallet name (`~/.bittensor/wallets/<name>`).
+    pub wallet_name: String,
+    /// Hotkey name (`<wallet>/hotkeys/<hotkey>`).
+    pub wallet_hotkey: String,
+    /// The wallets directory; `~` is the home directory.
+    pub wallet_path: String,
+}
+
+impl Default for SubtensorConfig {
+    fn default() -> Self {
+        Self {
+            endpoint: String::new(),
+            timeout_secs: 60,
+            wallet_name: "default".into(),
+            wallet_hotkey: "default".into(),
+            wallet_path: "~/.bittensor/wallets".into(),
+        }
+    }
+}
+
+/// Which dataset hub a validator and miner use.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize, Default)]
+#[serde(rename_all = "snake_case")]
+pub enum HubKind {
+    /// The devnet's local directory in mode `devnet`, the Hugging Face Hub otherwise.
+    #[default]
+    Auto,
+    /// The local directory hub under the state directory.
+    Local,
+    /// The Hugging Face Hub (or a server speaking its API at `endpoint` / `HF_ENDPOINT`).
+    Huggingface,
+}
+
+/// The `[hub]` table: the dataset hub (the Hugging Face Hub in modes `local`, `test` and
+/// `finney`).
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+#[serde(deny_unknown_fields, default)]
+pub struct HubConfig {
+    /// Where datasets live: `auto` (the devnet's local directory hub in mode `devnet`, the
+    /// Hugging Face Hub otherwise), `local` or `huggingface`.
+    pub kind: HubKind,
+    /// The Hub's URL; empty: `HF_ENDPOINT`, else `https://huggingface.co`.
+    pub endpoint: String,
+    /// The download cache; empty: the standard one (`HF_HUB_CACHE`, `HF_HOME`/hub, ...).
+    pub cache_dir: String,
+    /// Datasets fetched at once.
+    pub parallel_downloads: usize,
+}
+
+impl Default for HubConfig {
+    fn default() -> Self {
+        Self {
+            kind: HubKind::Auto,
+            endpoint: String::new(),
+            cache_dir: String::new(),
+            parallel_downloads: 4,
+        }
+    }
+}
+
 /// The `[scoring]` table (DESIGN.md §6).
 #[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
 #[serde(deny_unknown_fields, default)]
@@ -410,6 +480,17 @@ impl Default for WorkerNodeConfig {
     }
 }
 
+impl ClusterConfig {
+    /// Whether datasets go through the Hugging Face Hub (API) rather than the local directory.
+    pub fn uses_huggingface(&self) -> bool {
+        match self.hub.kind {
+            HubKind::Auto => self.mode != Mode::Devnet,
+            HubKind::Local => false,
+            HubKind::Huggingface => true,
+        }
+    }
+}
+
 /// The whole `cluster.toml`.
 #[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
 #[serde(deny_unknown_fields, default)]
@@ -426,6 +507,10 @@ pub struct ClusterConfig {
     pub eval: EvalConfig,
     /// `[devnet]`.
     pub devnet: DevnetConfig,
+    /// `[subtensor]`.
+    pub subtensor: SubtensorConfig,
+    /// `[hub]`.
+    pub hub: HubConfig,
     /// `[scoring]`.
     pub scoring: ScoringConfig,
     /// `[training]`.
@@ -452,6 +537,8 @@ impl Default for ClusterConfig {
             model: ModelConfig::default(),
             eval: EvalConfig::default(),
             devnet: DevnetConfig::default(),
+            subtensor: SubtensorConfig::default(),
+            hub: HubConfig::default(),
             scoring: ScoringConfig::default(),
             training: TrainingConfig::default(),
             dataset: DatasetLimits::default(),
@@ -508,6 +595,20 @@ impl ClusterConfig {
     pub fn validate(&self) -> Result<(), ConfigError> {
         let fail = |key: &str, reason: &str| Err(ConfigError::key(key, reason));
         self.training.validate()?;
+        let endpoint = &self.subtensor.endpoint;
+        let websocket = endpoint.starts_with("ws://") || endpoint.starts_with("wss://");
+        if !endpoint.is_empty() && !websocket {
+            return fail(
+                "subtensor.endpoint",
+                "must be a ws:// or wss:// URL (or empty)",
+            );
+        }
+        if self.subtensor.timeout_secs == 0 {
+            return fail("subtensor.timeout_secs", "must be at least 1");
+        }
+        if self.hub.parallel_downloads == 0 {
+            return fail("hub.parallel_downloads", "must be at least 1");
+        }
         if self.training.max_rows > self.dataset.max_rows {
             return Err(ConfigError::key(
                 "training.max_rows",

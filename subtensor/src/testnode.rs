@@ -430,6 +430,7 @@ impl Node {
                 "stateVersion": 1,
             })),
             "system_chain" => Ok(json!("Murmuration test subtensor")),
+            "rpc_methods" => Ok(json!({"version": 1, "methods": []})),
             "system_accountNextIndex" => {
                 let account: subxt::utils::AccountId32 = param(0)
                     .and_then(|p| p.as_str())
@@ -1071,6 +1072,85 @@ impl TestNode {
     /// The RPC methods called so far, in order.
     pub fn calls(&self) -> Vec<String> {
         self.with(|n| n.calls.clone())
+    }
+
+    /// Answers one JSON-RPC method call (what both fronts share).
+    fn call(&self, method: &str, params: Vec<Json>) -> Result<Json, RpcError> {
+        self.with(|n| n.handle(method, params))
+    }
+
+    /// Serves this node over a real WebSocket on 127.0.0.1 (JSON-RPC, the legacy methods and
+    /// `author_submitAndWatchExtrinsic`), for tests that run the binaries against it. The
+    /// server stops when the returned handle is dropped or stopped.
+    pub async fn serve_ws(
+        &self,
+    ) -> std::io::Result<(std::net::SocketAddr, jsonrpsee::server::ServerHandle)> {
+        use jsonrpsee::server::{RpcModule, Server};
+        use jsonrpsee::types::ErrorObjectOwned;
+
+        fn to_error(e: RpcError) -> ErrorObjectOwned {
+            match e {
+                RpcError::User(u) => ErrorObjectOwned::owned(u.code, u.message, u.data),
+                other => ErrorObjectOwned::owned(-32000, other.to_string(), None::<()>),
+            }
+        }
+        const METHODS: [&str; 12] = [
+            "chain_getBlockHash",
+            "chain_getFinalizedHead",
+            "chain_getHeader",
+            "chain_getBlock",
+            "state_getRuntimeVersion",
+            "system_chain",
+            "system_accountNextIndex",
+            "state_call",
+            "state_getStorage",
+            "state_getKeysPaged",
+            "state_queryStorageAt",
+            "rpc_methods",
+        ];
+        let server = Server::builder().build("127.0.0.1:0").await?;
+        let addr = server.local_addr()?;
+        let mut module = RpcModule::new(self.clone());
+        for method in METHODS {
+            module
+                .register_method(method, move |params, node: &TestNode, _| {
+                    let params: Vec<Json> = params.parse().unwrap_or_default();
+                    node.call(method, params).map_err(to_error)
+                })
+                .map_err(std::io::Error::other)?;
+        }
+        module
+            .register_subscription(
+                "author_submitAndWatchExtrinsic",
+                "author_extrinsicUpdate",
+                "author_unwatchExtrinsic",
+                |params, pending, node, _| async move {
+                    let params: Vec<Json> = params.parse().unwrap_or_default();
+                    let result = params
+                        .first()
+                        .and_then(parse_hex)
+                        .ok_or_else(|| invalid_params("extrinsic"))
+                        .and_then(|bytes| node.with(|n| n.submit(bytes)));
+                    match result {
+                        Ok(statuses) => {
+                            let Ok(sink) = pending.accept().await else {
+                                return;
+                            };
+                            for status in statuses {
+                                let Ok(raw) = serde_json::value::to_raw_value(&status) else {
+                                    return;
+                                };
+                                if sink.send(raw).await.is_err() {
+                                    return;
+                                }
+                            }
+                        }
+                        Err(e) => pending.reject(to_error(e)).await,
+                    }
+                },
+            )
+            .map_err(std::io::Error::other)?;
+        Ok((addr, server.start(module)))
     }
 
     /// An RPC client connected to this node through subxt's `MockRpcClient`.

@@ -726,6 +726,7 @@ impl Chain for DevnetChain {
                 weights_rate_limit: rate as u64,
                 weights_version_key: version as u64,
                 commit_reveal_enabled: reveal,
+                reveal_period: 1,
                 neurons,
             })
         })

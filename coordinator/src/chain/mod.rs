@@ -1,10 +1,11 @@
-//! Chain access behind one trait: the embedded [`devnet::DevnetChain`] implements it now, a
-//! subxt client for subtensor implements it later; the coordinator and miner-cli only see
+//! Chain access behind one trait: the embedded [`devnet::DevnetChain`] and the subxt client for
+//! subtensor ([`subtensor::SubtensorChain`]) implement it; the coordinator and miner-cli only see
 //! [`Chain`]. The types follow what subtensor offers (chain.md §2): `NeuronInfoLite` for the
 //! metagraph, `Commitments.CommitmentOf` for commitments, `SubtensorModule.set_weights` and
 //! `Weights` for weights, and the pallet errors for [`ChainError`].
 
 pub mod devnet;
+pub mod subtensor;
 
 use async_trait::async_trait;
 use serde::{Deserialize, Serialize};
@@ -43,6 +44,8 @@ pub struct Metagraph {
     pub weights_version_key: u64,
     /// Whether weights must go through commit-reveal.
     pub commit_reveal_enabled: bool,
+    /// Epochs between a weight commit and its reveal (`RevealPeriodEpochs`).
+    pub reveal_period: u64,
     /// Every neuron, in uid order.
     pub neurons: Vec<Neuron>,
 }
@@ -134,6 +137,19 @@ pub enum ChainError {
         /// Largest accepted.
         limit: usize,
     },
+    /// The hotkey's commitment space for the current epoch is used up (`SpaceLimitExceeded` on
+    /// subtensor: each commitment costs at least 100 of `MaxSpace` bytes per epoch).
+    #[error(
+        "set_commitment: the hotkey's commitment space for this epoch is used up \
+         (SpaceLimitExceeded); retry in the next epoch"
+    )]
+    CommitmentSpaceUsed,
+    /// A weight reveal outside its window (`RevealTooEarly`, `ExpiredWeightCommit`).
+    #[error("reveal_weights: {reason}")]
+    RevealWindow {
+        /// The chain's error and what it means.
+        reason: String,
+    },
     /// The extrinsic's signature did not verify (`InvalidTransaction::BadProof`).
     #[error("{call}: bad signature")]
     BadSignature {
@@ -205,6 +221,49 @@ pub trait Chain: Send + Sync {
         weights: &[u16],
         version_key: u64,
     ) -> Result<u64, ChainError>;
+    /// `SubtensorModule.commit_weights(netuid, hash)` signed by `signer`; returns the inclusion
+    /// block. Chains without hash commit-reveal refuse it.
+    async fn commit_weights(
+        &self,
+        _signer: &Signer,
+        _netuid: u16,
+        _hash: [u8; 32],
+    ) -> Result<u64, ChainError> {
+        Err(ChainError::Invalid {
+            call: "commit_weights",
+            reason: "this chain does not take weight commits".into(),
+        })
+    }
+    /// `SubtensorModule.reveal_weights` signed by `signer`; returns the inclusion block.
+    async fn reveal_weights(
+        &self,
+        _signer: &Signer,
+        _netuid: u16,
+        _uids: &[u16],
+        _values: &[u16],
+        _salt: &[u16],
+        _version_key: u64,
+    ) -> Result<u64, ChainError> {
+        Err(ChainError::Invalid {
+            call: "reveal_weights",
+            reason: "this chain does not take weight reveals".into(),
+        })
+    }
+    /// The epoch index the chain stored with `hotkey`'s unrevealed commit `hash`
+    /// (`SubtensorModule.WeightCommits`); `None` when the chain has no such commit.
+    async fn weight_commit_epoch(
+        &self,
+        _netuid: u16,
+        _hotkey: &AccountId,
+        _hash: [u8; 32],
+    ) -> Result<Option<u64>, ChainError> {
+        Ok(None)
+    }
+    /// The subnet's epoch index (`SubtensorModule.SubnetEpochIndex`); `None` when the chain
+    /// has none.
+    async fn epoch_index(&self, _netuid: u16) -> Result<Option<u64>, ChainError> {
+        Ok(None)
+    }
     /// The weights `validator_uid` last set on `netuid` (`SubtensorModule.Weights`), by uid, with
     /// the block they were set at (`None`: never set).
     async fn weights(

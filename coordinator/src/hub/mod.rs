@@ -2,6 +2,7 @@
 //! later. A commitment `namespace/name:competition:sha` resolves to the bytes of that repo's
 //! `data.jsonl` at that immutable revision.
 
+pub mod hf;
 pub mod local;
 
 use async_trait::async_trait;

@@ -1,0 +1,290 @@
+//! [`Chain`] on a real subtensor node, through the `subtensor` crate's subxt client. This module
+//! only translates: types into the coordinator's, and the client's errors into [`ChainError`]
+//! (pallet errors by name: `SettingWeightsTooFast` becomes [`ChainError::RateLimited`] with the
+//! blocks left, and so on).
+
+use async_trait::async_trait;
+use subtensor::{Error as SubtensorError, Subtensor};
+
+use super::{Chain, ChainError, CommitmentRecord, Metagraph, Neuron};
+use crate::keys::{AccountId, Signer};
+
+/// A subtensor node as a [`Chain`].
+#[derive(Debug, Clone)]
+pub struct SubtensorChain {
+    client: Subtensor,
+}
+
+impl SubtensorChain {
+    /// Wraps a connected client.
+    pub fn new(client: Subtensor) -> Self {
+        SubtensorChain { client }
+    }
+
+    /// The client, for reads this trait does not cover.
+    pub fn client(&self) -> &Subtensor {
+        &self.client
+    }
+
+    /// Translates a client error for `call`; `netuid` and `signer` fill in the details some
+    /// pallet errors need.
+    async fn translate(
+        &self,
+        call: &'static str,
+        netuid: u16,
+        signer: Option<&Signer>,
+        e: SubtensorError,
+    ) -> ChainError {
+        let hotkey = || signer.map(|s| s.account().to_ss58()).unwrap_or_default();
+        match e {
+            SubtensorError::NotRegistered { hotkey, netuid, .. } => ChainError::NotRegistered {
+                call,
+                hotkey,
+                netuid,
+            },
+            SubtensorError::UnknownNetuid { netuid, .. } => {
+                ChainError::UnknownNetuid { call, netuid }
+            }
+            SubtensorError::Timeout { seconds, .. } => ChainError::Timeout { call, seconds },
+            SubtensorError::Dispatch { ref error, .. } => match error.as_str() {
+                "SettingWeightsTooFast" | "CommittingWeightsTooFast" => {
+                    let blocks_left = self.blocks_left(netuid, signer).await.unwrap_or(1);
+                    ChainError::RateLimited { blocks_left }
+                }
+                "CommitRevealEnabled" => ChainError::CommitRevealEnabled { netuid },
+                "NeuronNoValidatorPermit" => ChainError::NoValidatorPermit {
+                    hotkey: hotkey(),
+                    netuid,
+                },
+                "SpaceLimitExceeded" => ChainError::CommitmentSpaceUsed,
+                "HotKeyNotRegisteredInSubNet" | "AccountNotAllowedCommit" => {
+                    ChainError::NotRegistered {
+                        call,
+                        hotkey: hotkey(),
+                        netuid,
+                    }
+                }
+                "RevealTooEarly" => ChainError::RevealWindow {
+                    reason: "RevealTooEarly: the commit's reveal epoch has not started".into(),
+                },
+                "ExpiredWeightCommit" => ChainError::RevealWindow {
+                    reason: "ExpiredWeightCommit: the commit's reveal epoch has passed".into(),
+                },
+                "IncorrectWeightVersionKey" => {
+                    let required = self
+                        .client
+                        .subnet_params(netuid)
+                        .await
+                        .map(|p| p.weights_version_key)
+                        .unwrap_or(0);
+                    ChainError::Invalid {
+                        call,
+                        reason: format!(
+                            "IncorrectWeightVersionKey: the subnet requires version key {required} \
+                             or higher"
+                        ),
+                    }
+                }
+                _ => ChainError::Invalid {
+                    call,
+                    reason: e.to_string(),
+                },
+            },
+            SubtensorError::Invalid { reason, .. } => ChainError::Invalid { call, reason },
+            other => ChainError::Backend {
+                item: call,
+                reason: other.to_string(),
+            },
+        }
+    }
+
+    /// Blocks until `signer` may set or commit weights again.
+    async fn blocks_left(&self, netuid: u16, signer: Option<&Signer>) -> Option<u64> {
+        let hotkey = signer?.account().0;
+        let mg = self.client.metagraph(netuid).await.ok()?;
+        let neuron = mg.neurons.iter().find(|n| n.hotkey == hotkey)?;
+        let since = mg.block.saturating_sub(neuron.last_update);
+        Some(mg.params.weights_rate_limit.saturating_sub(since).max(1))
+    }
+}
+
+#[async_trait]
+impl Chain for SubtensorChain {
+    async fn current_block(&self) -> Result<u64, ChainError> {
+        match self.client.current_block().await {
+            Ok(b) => Ok(b),
+            Err(e) => Err(self.translate("current_block", 0, None, e).await),
+        }
+    }
+
+    async fn metagraph(&self, netuid: u16) -> Result<Metagraph, ChainError> {
+        let mg = match self.client.metagraph(netuid).await {
+            Ok(mg) => mg,
+            Err(e) => return Err(self.translate("metagraph", netuid, None, e).await),
+        };
+        Ok(Metagraph {
+            netuid,
+            block: mg.block,
+            tempo: mg.params.tempo,
+            weights_rate_limit: mg.params.weights_rate_limit,
+            weights_version_key: mg.params.weights_version_key,
+            commit_reveal_enabled: mg.params.commit_reveal_enabled,
+            reveal_period: mg.params.reveal_period,
+            neurons: mg
+                .neurons
+                .into_iter()
+                .map(|n| Neuron {
+                    uid: n.uid,
+                    hotkey: AccountId(n.hotkey),
+                    coldkey: AccountId(n.coldkey),
+                    stake: n.stake,
+                    validator_permit: n.validator_permit,
+                    last_update: n.last_update,
+                })
+                .collect(),
+        })
+    }
+
+    async fn commitments(&self, netuid: u16) -> Result<Vec<CommitmentRecord>, ChainError> {
+        let uids: std::collections::BTreeMap<[u8; 32], u16> = self
+            .metagraph(netuid)
+            .await?
+            .neurons
+            .iter()
+            .map(|n| (n.hotkey.0, n.uid))
+            .collect();
+        let found = match self.client.commitments(netuid).await {
+            Ok(found) => found,
+            Err(e) => return Err(self.translate("commitments", netuid, None, e).await),
+        };
+        let mut out = Vec::new();
+        for c in found {
+            let hotkey = AccountId(c.hotkey);
+            match c.data {
+                Ok(data) => out.push(CommitmentRecord {
+                    uid: uids.get(&c.hotkey).copied(),
+                    hotkey,
+                    data,
+                    block: c.block,
+                }),
+                Err(reason) => {
+                    tracing::warn!(%hotkey, netuid, %reason, "Commitments.CommitmentOf: skipped")
+                }
+            }
+        }
+        out.sort_by_key(|c| (c.block, c.hotkey.0));
+        Ok(out)
+    }
+
+    async fn set_commitment(
+        &self,
+        signer: &Signer,
+        netuid: u16,
+        data: &[u8],
+    ) -> Result<u64, ChainError> {
+        match self
+            .client
+            .set_commitment(signer.keypair(), netuid, data)
+            .await
+        {
+            Ok(b) => Ok(b),
+            Err(e) => Err(self
+                .translate("set_commitment", netuid, Some(signer), e)
+                .await),
+        }
+    }
+
+    async fn set_weights(
+        &self,
+        signer: &Signer,
+        netuid: u16,
+        uids: &[u16],
+        weights: &[u16],
+        version_key: u64,
+    ) -> Result<u64, ChainError> {
+        match self
+            .client
+            .set_weights(signer.keypair(), netuid, uids, weights, version_key)
+            .await
+        {
+            Ok(b) => Ok(b),
+            Err(e) => Err(self.translate("set_weights", netuid, Some(signer), e).await),
+        }
+    }
+
+    async fn commit_weights(
+        &self,
+        signer: &Signer,
+        netuid: u16,
+        hash: [u8; 32],
+    ) -> Result<u64, ChainError> {
+        match self
+            .client
+            .commit_weights(signer.keypair(), netuid, hash)
+            .await
+        {
+            Ok(b) => Ok(b),
+            Err(e) => Err(self
+                .translate("commit_weights", netuid, Some(signer), e)
+                .await),
+        }
+    }
+
+    async fn reveal_weights(
+        &self,
+        signer: &Signer,
+        netuid: u16,
+        uids: &[u16],
+        values: &[u16],
+        salt: &[u16],
+        version_key: u64,
+    ) -> Result<u64, ChainError> {
+        match self
+            .client
+            .reveal_weights(signer.keypair(), netuid, uids, values, salt, version_key)
+            .await
+        {
+            Ok(b) => Ok(b),
+            Err(e) => Err(self
+                .translate("reveal_weights", netuid, Some(signer), e)
+                .await),
+        }
+    }
+
+    async fn weight_commit_epoch(
+        &self,
+        netuid: u16,
+        hotkey: &AccountId,
+        hash: [u8; 32],
+    ) -> Result<Option<u64>, ChainError> {
+        match self.client.weight_commits(netuid, &hotkey.0).await {
+            Ok(commits) => Ok(commits.iter().find(|c| c.hash == hash).map(|c| c.epoch)),
+            Err(e) => Err(self.translate("weight_commits", netuid, None, e).await),
+        }
+    }
+
+    async fn epoch_index(&self, netuid: u16) -> Result<Option<u64>, ChainError> {
+        match self.client.epoch_index(netuid).await {
+            Ok(e) => Ok(e),
+            Err(e) => Err(self.translate("epoch_index", netuid, None, e).await),
+        }
+    }
+
+    async fn weights(
+        &self,
+        netuid: u16,
+        validator_uid: u16,
+    ) -> Result<(Vec<(u16, u16)>, Option<u64>), ChainError> {
+        let row = match self.client.weights(netuid, validator_uid).await {
+            Ok(row) => row,
+            Err(e) => return Err(self.translate("weights", netuid, None, e).await),
+        };
+        let last = self
+            .metagraph(netuid)
+            .await?
+            .neuron(validator_uid)
+            .map(|n| n.last_update)
+            .filter(|b| *b > 0);
+        Ok((row, last))
+    }
+}
