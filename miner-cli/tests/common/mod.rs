@@ -1,0 +1,90 @@
+//! Shared by the miner-cli integration tests: a temporary devnet config, running the real
+//! `miner-cli` binary, and one validator epoch through the coordinator's own service.
+
+#![allow(dead_code)]
+
+use std::path::{Path, PathBuf};
+use std::process::{Command, Output};
+
+use coordinator::report::EpochReport;
+use protocol::config::ClusterConfig;
+
+pub fn repo() -> PathBuf {
+    PathBuf::from(env!("CARGO_MANIFEST_DIR")).join("..")
+}
+
+pub fn demo(name: &str) -> String {
+    repo()
+        .join(format!("eval_data/demo/{name}.jsonl"))
+        .to_str()
+        .expect("utf8")
+        .to_string()
+}
+
+/// A devnet config in `dir` (no demo miners, short training), with `extra` TOML appended.
+pub fn config(dir: &Path, extra: &str) -> PathBuf {
+    let path = dir.join("cluster.toml");
+    let text = format!(
+        "[eval]\nset = \"{}\"\n[devnet]\ndemo_miners = false\nweights_rate_limit = 1\n[training]\nepochs = 1\nmax_seq_len = 256\nlr = 2e-3\nlora_rank = 4\nlora_alpha = 8.0\nmax_rows = 40\n[dataset]\nmax_rows = 40\n{extra}",
+        repo().join("eval_data/data.jsonl").display()
+    );
+    std::fs::write(&path, text).expect("config");
+    path
+}
+
+/// `miner-cli --config CONFIG ARGS` with `envs`, in `cwd` (default: the test's), without any
+/// Hugging Face or wallet settings from the environment of whoever runs the tests.
+pub fn miner(config: &Path, args: &[&str], cwd: Option<&Path>, envs: &[(&str, &str)]) -> Output {
+    let mut cmd = Command::new(env!("CARGO_BIN_EXE_miner-cli"));
+    cmd.arg("--config")
+        .arg(config)
+        .args(args)
+        .env("RUST_LOG", "warn");
+    for var in [
+        "HF_TOKEN",
+        "HF_ENDPOINT",
+        "HF_HUB_OFFLINE",
+        "HF_TOKEN_PATH",
+        "BT_WALLET_NAME",
+        "BT_WALLET_HOTKEY",
+        "BT_WALLET_PATH",
+    ] {
+        cmd.env_remove(var);
+    }
+    let home = config.parent().expect("dir").join("hf-home");
+    cmd.env("HF_HOME", &home);
+    if let Some(dir) = cwd {
+        cmd.current_dir(dir);
+    }
+    for (k, v) in envs {
+        cmd.env(k, v);
+    }
+    cmd.output().expect("miner-cli runs")
+}
+
+/// [`miner`] that must succeed; its stdout.
+pub fn ok(config: &Path, args: &[&str], cwd: Option<&Path>, envs: &[(&str, &str)]) -> String {
+    let out = miner(config, args, cwd, envs);
+    assert!(
+        out.status.success(),
+        "miner-cli {args:?} failed: {}{}",
+        String::from_utf8_lossy(&out.stdout),
+        String::from_utf8_lossy(&out.stderr)
+    );
+    String::from_utf8_lossy(&out.stdout).into_owned()
+}
+
+/// One validator epoch (`coordinator run --epochs 1`) on `runtime`.
+pub fn epoch(runtime: &tokio::runtime::Runtime, config: &Path) -> EpochReport {
+    let cluster = ClusterConfig::load(config).expect("config");
+    let mut reports = Vec::new();
+    runtime
+        .block_on(coordinator::service::run_validator(
+            cluster,
+            config,
+            Some(1),
+            |r| reports.push(r.clone()),
+        ))
+        .expect("epoch");
+    reports.pop().expect("one report")
+}
