@@ -1085,6 +1085,15 @@ impl TestNode {
     pub async fn serve_ws(
         &self,
     ) -> std::io::Result<(std::net::SocketAddr, jsonrpsee::server::ServerHandle)> {
+        self.serve_ws_on("127.0.0.1:0".parse().expect("an address"))
+            .await
+    }
+
+    /// [`TestNode::serve_ws`] on a given address (to restart a node where it was).
+    pub async fn serve_ws_on(
+        &self,
+        at: std::net::SocketAddr,
+    ) -> std::io::Result<(std::net::SocketAddr, jsonrpsee::server::ServerHandle)> {
         use jsonrpsee::server::{RpcModule, Server};
         use jsonrpsee::types::ErrorObjectOwned;
 
@@ -1108,7 +1117,7 @@ impl TestNode {
             "state_queryStorageAt",
             "rpc_methods",
         ];
-        let server = Server::builder().build("127.0.0.1:0").await?;
+        let server = Server::builder().build(at).await?;
         let addr = server.local_addr()?;
         let mut module = RpcModule::new(self.clone());
         for method in METHODS {

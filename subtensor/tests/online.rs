@@ -356,3 +356,36 @@ async fn a_node_that_stops_answering_times_out_with_the_item_named() {
         "chain_getFinalizedHead: no answer from subtensor within 1 s"
     );
 }
+
+#[tokio::test]
+async fn the_websocket_reconnects_when_the_node_comes_back() {
+    let node = subnet(SubnetConfig::default());
+    let (addr, server) = node.serve_ws().await.unwrap();
+    let network = Network::parse(&format!("ws://{addr}")).unwrap();
+    let chain = Subtensor::connect(&network, Duration::from_secs(10))
+        .await
+        .unwrap();
+    assert_eq!(chain.current_block().await.unwrap(), node.block_number());
+
+    // The node goes away and comes back on the same address.
+    server.stop().unwrap();
+    server.stopped().await;
+    let (_, _server) = node.serve_ws_on(addr).await.unwrap();
+    node.advance(3);
+    let mut block = None;
+    for _ in 0..50 {
+        match chain.current_block().await {
+            Ok(b) => {
+                block = Some(b);
+                break;
+            }
+            Err(_) => tokio::time::sleep(Duration::from_millis(100)).await,
+        }
+    }
+    assert_eq!(block, Some(node.block_number()));
+    // Extrinsics work on the new connection too.
+    chain
+        .set_commitment(&dev::bob(), NETUID, b"a/b:c:d")
+        .await
+        .unwrap();
+}
