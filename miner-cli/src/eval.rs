@@ -45,7 +45,11 @@ pub async fn eval(ctx: &Ctx, file: &Path, device: &str) -> Result<()> {
     let progress = Box::new(move |p: worker::JobProgress| {
         progress_bar.set_length(p.total_steps as u64);
         progress_bar.set_position(p.step as u64);
-        progress_bar.set_message(format!("training (loss {:.4})", p.loss));
+        progress_bar.set_message(if p.step >= p.total_steps {
+            format!("trained (loss {:.4}); evaluating", p.loss)
+        } else {
+            format!("training (loss {:.4})", p.loss)
+        });
     });
     let report = runner
         .run(

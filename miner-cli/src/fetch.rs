@@ -264,3 +264,30 @@ pub async fn fetch_all(ctx: &Ctx, out: &Path) -> Result<()> {
     println!("index: {}", index_path.display());
     Ok(())
 }
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn a_stored_file_is_present_until_its_bytes_change() {
+        let dir = tempfile::tempdir().expect("tempdir");
+        let path = dir.path().join("a__b@0123.jsonl");
+        assert_eq!(present(&path), None);
+        let sha = store(&path, b"rows\n").expect("store");
+        assert_eq!(present(&path), Some(sha));
+        // A file changed (or cut short) on disk is fetched again.
+        std::fs::write(&path, b"row").expect("write");
+        assert_eq!(present(&path), None);
+        // A file without its sidecar (an interrupted run) too.
+        store(&path, b"rows\n").expect("store");
+        std::fs::remove_file(sidecar(&path)).expect("rm");
+        assert_eq!(present(&path), None);
+    }
+
+    #[test]
+    fn file_names_keep_repo_and_revision() {
+        let c = Commitment::new("ns/name.v2", "1", &"ab".repeat(20)).expect("commitment");
+        assert_eq!(file_name(&c), format!("ns__name.v2@{}.jsonl", "ab".repeat(20)));
+    }
+}

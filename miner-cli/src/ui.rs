@@ -64,6 +64,7 @@ pub async fn countdown(wait: Duration, what: &str) {
     let b = bar(Some(secs.max(1)), "{msg} [{bar:30}] {pos}/{len} s");
     let started = tokio::time::Instant::now();
     let deadline = started + wait;
+    let mut last_line: Option<u64> = None;
     loop {
         let now = tokio::time::Instant::now();
         if now >= deadline {
@@ -72,8 +73,9 @@ pub async fn countdown(wait: Duration, what: &str) {
         let left = (deadline - now).as_secs_f64().ceil() as u64;
         b.set_message(format!("{what}: retrying in {left} s"));
         b.set_position(secs.saturating_sub(left));
-        if !interactive() && (left == secs.max(1) || left % 30 == 0) {
+        if !interactive() && last_line.is_none_or(|l: u64| l >= left + 30) {
             eprintln!("{what}: retrying in {left} s");
+            last_line = Some(left);
         }
         tokio::time::sleep((deadline - now).min(Duration::from_secs(1))).await;
     }
