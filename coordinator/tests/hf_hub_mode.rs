@@ -124,9 +124,18 @@ async fn a_devnet_epoch_with_datasets_model_and_eval_set_on_a_hugging_face_hub()
         .unwrap();
 
     let line = |uid: u16| report.miners.iter().find(|m| m.uid == uid).unwrap();
-    assert!(line(1).eval_loss.is_some_and(|l| l.is_finite()), "{report:?}");
-    assert!(line(2).eval_loss.is_some_and(|l| l.is_finite()), "{report:?}");
-    assert!(line(1).eval_loss < line(2).eval_loss, "on-topic beats off-topic");
+    assert!(
+        line(1).eval_loss.is_some_and(|l| l.is_finite()),
+        "{report:?}"
+    );
+    assert!(
+        line(2).eval_loss.is_some_and(|l| l.is_finite()),
+        "{report:?}"
+    );
+    assert!(
+        line(1).eval_loss < line(2).eval_loss,
+        "on-topic beats off-topic"
+    );
     assert!(line(3).reason.contains("line 7"), "{:?}", line(3));
     assert_eq!(line(5).reason, "duplicate of uid 1");
     assert!(report.weights_block.is_some());
@@ -137,10 +146,14 @@ async fn a_devnet_epoch_with_datasets_model_and_eval_set_on_a_hugging_face_hub()
     );
     let cache = dir.path().join("hf-cache");
     assert!(cache
-        .join(format!("models--acme--tiny-qwen/snapshots/{model_sha}/config.json"))
+        .join(format!(
+            "models--acme--tiny-qwen/snapshots/{model_sha}/config.json"
+        ))
         .exists());
     assert!(cache
-        .join(format!("datasets--acme--eval/snapshots/{eval_sha}/data.jsonl"))
+        .join(format!(
+            "datasets--acme--eval/snapshots/{eval_sha}/data.jsonl"
+        ))
         .exists());
     assert!(cache.join("datasets--demo--on-topic/snapshots").is_dir());
 
@@ -151,6 +164,10 @@ async fn a_devnet_epoch_with_datasets_model_and_eval_set_on_a_hugging_face_hub()
         .await
         .unwrap();
     let line2 = again.miners.iter().find(|m| m.uid == 1).unwrap();
-    assert_eq!(line2.eval_loss, line(1).eval_loss, "same loss, from the cache");
+    assert_eq!(
+        line2.eval_loss,
+        line(1).eval_loss,
+        "same loss, from the cache"
+    );
     assert!(line2.cached);
 }
