@@ -288,6 +288,9 @@ mod tests {
     #[test]
     fn file_names_keep_repo_and_revision() {
         let c = Commitment::new("ns/name.v2", "1", &"ab".repeat(20)).expect("commitment");
-        assert_eq!(file_name(&c), format!("ns__name.v2@{}.jsonl", "ab".repeat(20)));
+        assert_eq!(
+            file_name(&c),
+            format!("ns__name.v2@{}.jsonl", "ab".repeat(20))
+        );
     }
 }

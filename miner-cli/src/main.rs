@@ -34,7 +34,15 @@ pub const DEFAULT_COMPETITION: &str = "1";
 const DEVNET_WALLET: &str = "miner";
 
 #[derive(Parser)]
-#[command(name = "miner-cli", version, about = "Murmuration miner tool")]
+#[command(
+    name = "miner-cli",
+    version,
+    about = "Murmuration miner tool",
+    after_help = "Devnet (mode = \"devnet\"): wallets default to <state_dir>/wallets, wallet name \"miner\", \
+hotkey \"default\". Other networks: the Bittensor wallet of --wallet.* / BT_WALLET_* / [subtensor]. \
+The Hugging Face token comes from HF_TOKEN, HF_TOKEN= in ./.env, or the token file; the Hub \
+from [hub] endpoint or HF_ENDPOINT."
+)]
 struct Cli {
     /// The validator configuration whose rules, chain and hub to use.
     #[arg(long, global = true, default_value = "cluster.toml")]

@@ -68,7 +68,7 @@ where
                 .await;
             }
             Err(e @ ChainError::CommitmentSpaceUsed) => bail!(
-                "hotkey {}: {e}; gave up after {max_retries} retries (raise --max-retries, or run submit again next epoch: the upload is reused)",
+                "hotkey {}: {e}; gave up after {max_retries} retries (raise --max-retries, or run submit again in the next epoch)",
                 signer.account()
             ),
             Err(e) => bail!("hotkey {} on netuid {netuid}: {e}", signer.account()),
