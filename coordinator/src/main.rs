@@ -96,6 +96,7 @@ fn load_config(path: &std::path::Path) -> Result<ClusterConfig> {
 }
 
 fn main() {
+    protocol::transport::install_crypto_provider();
     tracing_subscriber::fmt()
         .with_writer(std::io::stderr)
         .with_env_filter(

@@ -204,6 +204,34 @@ async fn a_validator_epoch_on_subtensor_sets_weights_and_errors_are_one_line() {
     );
 }
 
+#[test]
+fn a_wss_endpoint_that_fails_the_handshake_is_one_line_and_no_panic() {
+    // Accepts TCP connections and closes them: the TLS handshake (built from the process's
+    // rustls provider) starts and fails.
+    let listener = std::net::TcpListener::bind("127.0.0.1:0").unwrap();
+    let port = listener.local_addr().unwrap().port();
+    std::thread::spawn(move || {
+        for stream in listener.incoming() {
+            drop(stream);
+        }
+    });
+    let dir = tempfile::tempdir().unwrap();
+    let config = write_config(dir.path(), &format!("wss://127.0.0.1:{port}"));
+    let mut cmd = coordinator(&config);
+    cmd.args(["chain", "metagraph"]);
+    let (ok, _, stderr, elapsed) = run(cmd);
+    assert!(!ok);
+    assert!(elapsed < Duration::from_secs(15), "{elapsed:?}");
+    assert!(!stderr.contains("panicked"), "{stderr}");
+    assert_eq!(stderr.trim().lines().count(), 1, "{stderr}");
+    assert!(
+        stderr.contains(&format!(
+            "cannot connect to subtensor at wss://127.0.0.1:{port}"
+        )),
+        "{stderr}"
+    );
+}
+
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn commit_reveal_weights_survive_a_restart_of_the_binary() {
     let dir = tempfile::tempdir().unwrap();

@@ -116,6 +116,7 @@ enum Command {
 }
 
 fn main() {
+    protocol::transport::install_crypto_provider();
     let cli = Cli::parse();
     let result = tokio::runtime::Runtime::new()
         .context("starting the async runtime")

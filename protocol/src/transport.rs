@@ -46,6 +46,14 @@ impl std::fmt::Debug for Identity {
     }
 }
 
+/// Makes ring the process-wide rustls provider. Call it first thing in every binary: the
+/// Hugging Face client's dependencies compile aws-lc-rs into rustls too, and a TLS config built
+/// from the process default (jsonrpsee's `wss://`, reqwest) then uses ring like QUIC does: one
+/// provider per binary. Calling it again is harmless.
+pub fn install_crypto_provider() {
+    let _ = rustls::crypto::ring::default_provider().install_default();
+}
+
 /// SHA-256 (hex) of a DER certificate: what `cluster.toml` pins.
 pub fn fingerprint(cert: &[u8]) -> String {
     hex::encode(Sha256::digest(cert))
