@@ -81,12 +81,37 @@ fn key(signer: &Signer) -> [u8; 32] {
     signer.account().0
 }
 
+/// A node with subnet `NETUID` (`config`), the validator wallet `validator` under `dir/wallets`
+/// registered with a permit, and miner bob committing the on-topic demo dataset published to
+/// the local hub. Returns the node, the validator, bob's uid and the dataset's revision.
+async fn subnet_with_a_miner(dir: &Path, config: SubnetConfig) -> (TestNode, Signer, u16, String) {
+    let node = TestNode::new();
+    node.add_subnet(NETUID, config);
+    let validator = create_wallet(&WalletPath {
+        root: dir.join("wallets"),
+        name: "validator".into(),
+        hotkey: "default".into(),
+    })
+    .unwrap();
+    node.register(NETUID, key(&validator), key(&validator), 1_000_000, true);
+    let hub = LocalHub::new(&dir.join("state/hub"));
+    let on_topic = std::fs::read(repo().join("eval_data/demo/on_topic.jsonl")).unwrap();
+    let revision = hub.publish("miner/on-topic", &on_topic).await.unwrap();
+    let bob = dev::bob();
+    let miner = node.register(NETUID, bob.public_key().0, bob.public_key().0, 0, false);
+    node.put_commitment(
+        NETUID,
+        bob.public_key().0,
+        format!("miner/on-topic:1:{revision}").as_bytes(),
+    );
+    (node, validator, miner, revision)
+}
+
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn a_validator_epoch_on_subtensor_sets_weights_and_errors_are_one_line() {
     let dir = tempfile::tempdir().unwrap();
-    let node = TestNode::new();
-    node.add_subnet(
-        NETUID,
+    let (node, _validator, miner, revision) = subnet_with_a_miner(
+        dir.path(),
         SubnetConfig {
             tempo: 100,
             weights_rate_limit: 1,
@@ -94,26 +119,10 @@ async fn a_validator_epoch_on_subtensor_sets_weights_and_errors_are_one_line() {
             commit_reveal: false,
             reveal_period: 1,
         },
-    );
-    let validator = create_wallet(&WalletPath {
-        root: dir.path().join("wallets"),
-        name: "validator".into(),
-        hotkey: "default".into(),
-    })
-    .unwrap();
-    node.register(NETUID, key(&validator), key(&validator), 1_000_000, true);
-
-    // Two miners: one on the eval distribution, one with a malformed commitment.
-    let hub = LocalHub::new(&dir.path().join("state/hub"));
-    let on_topic = std::fs::read(repo().join("eval_data/demo/on_topic.jsonl")).unwrap();
-    let revision = hub.publish("miner/on-topic", &on_topic).await.unwrap();
-    let (bob, charlie) = (dev::bob(), dev::charlie());
-    let miner = node.register(NETUID, bob.public_key().0, bob.public_key().0, 0, false);
-    node.put_commitment(
-        NETUID,
-        bob.public_key().0,
-        format!("miner/on-topic:1:{revision}").as_bytes(),
-    );
+    )
+    .await;
+    // A second miner whose commitment is not a dataset commitment.
+    let charlie = dev::charlie();
     let other = node.register(
         NETUID,
         charlie.public_key().0,
@@ -235,9 +244,8 @@ fn a_wss_endpoint_that_fails_the_handshake_is_one_line_and_no_panic() {
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn commit_reveal_weights_survive_a_restart_of_the_binary() {
     let dir = tempfile::tempdir().unwrap();
-    let node = TestNode::new();
-    node.add_subnet(
-        NETUID,
+    let (node, validator, miner, _) = subnet_with_a_miner(
+        dir.path(),
         SubnetConfig {
             tempo: 20,
             weights_rate_limit: 1,
@@ -245,24 +253,8 @@ async fn commit_reveal_weights_survive_a_restart_of_the_binary() {
             commit_reveal: true,
             reveal_period: 1,
         },
-    );
-    let validator = create_wallet(&WalletPath {
-        root: dir.path().join("wallets"),
-        name: "validator".into(),
-        hotkey: "default".into(),
-    })
-    .unwrap();
-    node.register(NETUID, key(&validator), key(&validator), 1_000_000, true);
-    let hub = LocalHub::new(&dir.path().join("state/hub"));
-    let on_topic = std::fs::read(repo().join("eval_data/demo/on_topic.jsonl")).unwrap();
-    let revision = hub.publish("miner/on-topic", &on_topic).await.unwrap();
-    let bob = dev::bob();
-    let miner = node.register(NETUID, bob.public_key().0, bob.public_key().0, 0, false);
-    node.put_commitment(
-        NETUID,
-        bob.public_key().0,
-        format!("miner/on-topic:1:{revision}").as_bytes(),
-    );
+    )
+    .await;
     let (addr, _server) = node.serve_ws().await.unwrap();
     let config = write_config(dir.path(), &format!("ws://{addr}"));
 

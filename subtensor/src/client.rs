@@ -321,26 +321,32 @@ impl Subtensor {
         self.params_at(&at, netuid).await
     }
 
-    async fn params_at(&self, at: &AtBlock, netuid: u16) -> Result<SubnetParams, Error> {
-        let item = "SubnetInfoRuntimeApi.get_subnet_hyperparams";
-        let call = dynamic::runtime_api_call::<_, Value>(
-            "SubnetInfoRuntimeApi",
-            "get_subnet_hyperparams",
-            (netuid,),
-        );
+    /// Calls runtime API `api.method(netuid)` at `at`; returns the raw answer.
+    async fn runtime_call(
+        &self,
+        at: &AtBlock,
+        api: &str,
+        method: &str,
+        netuid: u16,
+    ) -> Result<Vec<u8>, Error> {
+        let item = format!("{api}.{method}");
+        let call = dynamic::runtime_api_call::<_, Value>(api, method, (netuid,));
         let args = at
             .runtime_apis()
             .encode_args(&call)
             .map_err(|e| Error::Metadata {
-                item: item.into(),
+                item: item.clone(),
                 reason: e.to_string(),
             })?;
+        let name = format!("{api}_{method}");
+        self.within(&item, at.runtime_apis().call_raw(&name, Some(&args)))
+            .await
+    }
+
+    async fn params_at(&self, at: &AtBlock, netuid: u16) -> Result<SubnetParams, Error> {
+        let item = "SubnetInfoRuntimeApi.get_subnet_hyperparams";
         let bytes = self
-            .within(
-                item,
-                at.runtime_apis()
-                    .call_raw("SubnetInfoRuntimeApi_get_subnet_hyperparams", Some(&args)),
-            )
+            .runtime_call(at, "SubnetInfoRuntimeApi", "get_subnet_hyperparams", netuid)
             .await?;
         decode_hyperparams(at.metadata_ref(), &bytes)
             .map_err(|reason| Error::Decode {
@@ -358,24 +364,8 @@ impl Subtensor {
         let at = self.at().await?;
         let params = self.params_at(&at, netuid).await?;
         let item = "NeuronInfoRuntimeApi.get_neurons_lite";
-        let call = dynamic::runtime_api_call::<_, Value>(
-            "NeuronInfoRuntimeApi",
-            "get_neurons_lite",
-            (netuid,),
-        );
-        let args = at
-            .runtime_apis()
-            .encode_args(&call)
-            .map_err(|e| Error::Metadata {
-                item: item.into(),
-                reason: e.to_string(),
-            })?;
         let bytes = self
-            .within(
-                item,
-                at.runtime_apis()
-                    .call_raw("NeuronInfoRuntimeApi_get_neurons_lite", Some(&args)),
-            )
+            .runtime_call(&at, "NeuronInfoRuntimeApi", "get_neurons_lite", netuid)
             .await?;
         let mut neurons =
             decode_neurons_lite(at.metadata_ref(), &bytes).map_err(|reason| Error::Decode {

@@ -98,6 +98,20 @@ impl SubtensorChain {
         }
     }
 
+    /// `result` with its error translated for `call`.
+    async fn lift<T>(
+        &self,
+        call: &'static str,
+        netuid: u16,
+        signer: Option<&Signer>,
+        result: Result<T, SubtensorError>,
+    ) -> Result<T, ChainError> {
+        match result {
+            Ok(v) => Ok(v),
+            Err(e) => Err(self.translate(call, netuid, signer, e).await),
+        }
+    }
+
     /// Blocks until `signer` may set or commit weights again.
     async fn blocks_left(&self, netuid: u16, signer: Option<&Signer>) -> Option<u64> {
         let hotkey = signer?.account().0;
@@ -111,17 +125,13 @@ impl SubtensorChain {
 #[async_trait]
 impl Chain for SubtensorChain {
     async fn current_block(&self) -> Result<u64, ChainError> {
-        match self.client.current_block().await {
-            Ok(b) => Ok(b),
-            Err(e) => Err(self.translate("current_block", 0, None, e).await),
-        }
+        let result = self.client.current_block().await;
+        self.lift("current_block", 0, None, result).await
     }
 
     async fn metagraph(&self, netuid: u16) -> Result<Metagraph, ChainError> {
-        let mg = match self.client.metagraph(netuid).await {
-            Ok(mg) => mg,
-            Err(e) => return Err(self.translate("metagraph", netuid, None, e).await),
-        };
+        let result = self.client.metagraph(netuid).await;
+        let mg = self.lift("metagraph", netuid, None, result).await?;
         Ok(Metagraph {
             netuid,
             block: mg.block,
@@ -153,10 +163,8 @@ impl Chain for SubtensorChain {
             .iter()
             .map(|n| (n.hotkey.0, n.uid))
             .collect();
-        let found = match self.client.commitments(netuid).await {
-            Ok(found) => found,
-            Err(e) => return Err(self.translate("commitments", netuid, None, e).await),
-        };
+        let result = self.client.commitments(netuid).await;
+        let found = self.lift("commitments", netuid, None, result).await?;
         let mut out = Vec::new();
         for c in found {
             let hotkey = AccountId(c.hotkey);
@@ -182,16 +190,12 @@ impl Chain for SubtensorChain {
         netuid: u16,
         data: &[u8],
     ) -> Result<u64, ChainError> {
-        match self
+        let result = self
             .client
             .set_commitment(signer.keypair(), netuid, data)
+            .await;
+        self.lift("set_commitment", netuid, Some(signer), result)
             .await
-        {
-            Ok(b) => Ok(b),
-            Err(e) => Err(self
-                .translate("set_commitment", netuid, Some(signer), e)
-                .await),
-        }
     }
 
     async fn set_weights(
@@ -202,14 +206,11 @@ impl Chain for SubtensorChain {
         weights: &[u16],
         version_key: u64,
     ) -> Result<u64, ChainError> {
-        match self
+        let result = self
             .client
             .set_weights(signer.keypair(), netuid, uids, weights, version_key)
-            .await
-        {
-            Ok(b) => Ok(b),
-            Err(e) => Err(self.translate("set_weights", netuid, Some(signer), e).await),
-        }
+            .await;
+        self.lift("set_weights", netuid, Some(signer), result).await
     }
 
     async fn commit_weights(
@@ -218,16 +219,12 @@ impl Chain for SubtensorChain {
         netuid: u16,
         hash: [u8; 32],
     ) -> Result<u64, ChainError> {
-        match self
+        let result = self
             .client
             .commit_weights(signer.keypair(), netuid, hash)
+            .await;
+        self.lift("commit_weights", netuid, Some(signer), result)
             .await
-        {
-            Ok(b) => Ok(b),
-            Err(e) => Err(self
-                .translate("commit_weights", netuid, Some(signer), e)
-                .await),
-        }
     }
 
     async fn reveal_weights(
@@ -239,16 +236,12 @@ impl Chain for SubtensorChain {
         salt: &[u16],
         version_key: u64,
     ) -> Result<u64, ChainError> {
-        match self
+        let result = self
             .client
             .reveal_weights(signer.keypair(), netuid, uids, values, salt, version_key)
+            .await;
+        self.lift("reveal_weights", netuid, Some(signer), result)
             .await
-        {
-            Ok(b) => Ok(b),
-            Err(e) => Err(self
-                .translate("reveal_weights", netuid, Some(signer), e)
-                .await),
-        }
     }
 
     async fn weight_commit_epoch(
@@ -257,17 +250,14 @@ impl Chain for SubtensorChain {
         hotkey: &AccountId,
         hash: [u8; 32],
     ) -> Result<Option<u64>, ChainError> {
-        match self.client.weight_commits(netuid, &hotkey.0).await {
-            Ok(commits) => Ok(commits.iter().find(|c| c.hash == hash).map(|c| c.epoch)),
-            Err(e) => Err(self.translate("weight_commits", netuid, None, e).await),
-        }
+        let result = self.client.weight_commits(netuid, &hotkey.0).await;
+        let commits = self.lift("weight_commits", netuid, None, result).await?;
+        Ok(commits.iter().find(|c| c.hash == hash).map(|c| c.epoch))
     }
 
     async fn epoch_index(&self, netuid: u16) -> Result<Option<u64>, ChainError> {
-        match self.client.epoch_index(netuid).await {
-            Ok(e) => Ok(e),
-            Err(e) => Err(self.translate("epoch_index", netuid, None, e).await),
-        }
+        let result = self.client.epoch_index(netuid).await;
+        self.lift("epoch_index", netuid, None, result).await
     }
 
     async fn weights(
@@ -275,10 +265,8 @@ impl Chain for SubtensorChain {
         netuid: u16,
         validator_uid: u16,
     ) -> Result<(Vec<(u16, u16)>, Option<u64>), ChainError> {
-        let row = match self.client.weights(netuid, validator_uid).await {
-            Ok(row) => row,
-            Err(e) => return Err(self.translate("weights", netuid, None, e).await),
-        };
+        let result = self.client.weights(netuid, validator_uid).await;
+        let row = self.lift("weights", netuid, None, result).await?;
         let last = self
             .metagraph(netuid)
             .await?

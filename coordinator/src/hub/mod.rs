@@ -72,26 +72,13 @@ pub trait Hub: Send + Sync {
     async fn publish(&self, repo: &str, bytes: &[u8]) -> Result<String, HubError>;
 }
 
-/// Checks a repo id: `namespace/name`, each part of `[A-Za-z0-9._-]`, not starting or ending with
-/// `.` or `-`, no `..`, 96 characters in all — the Hugging Face rules, and the commitment
-/// string's. Nothing that could leave a directory (`..`, a leading `/`, a backslash) passes.
+/// Checks a repo id: `namespace/name` under the Hugging Face rules and the commitment
+/// string's (the `hub` crate's check; nothing that could leave a directory passes).
 pub fn check_repo_id(repo: &str) -> Result<(&str, &str), HubError> {
-    protocol::commitment::split_repo_id(repo).ok_or_else(|| HubError::BadRepo {
-        repo: repo.to_string(),
-        reason: "must be namespace/name (96 characters at most) of letters, digits, '.', '_', \
-                 '-', not starting or ending with '.' or '-', without '..'"
-            .into(),
-    })
+    hfhub::check_repo_id(repo).map_err(hf::translate)
 }
 
 /// Checks a revision: exactly 40 hex digits; returns it in lower case.
 pub fn check_revision(repo: &str, revision: &str) -> Result<String, HubError> {
-    if revision.len() == 40 && revision.chars().all(|c| c.is_ascii_hexdigit()) {
-        Ok(revision.to_ascii_lowercase())
-    } else {
-        Err(HubError::RevisionNotFound {
-            repo: repo.to_string(),
-            revision: revision.to_string(),
-        })
-    }
+    hfhub::check_revision(repo, revision).map_err(hf::translate)
 }
