@@ -17,6 +17,7 @@ use std::str::FromStr;
 
 use blake2::{Blake2b512, Digest};
 use rand::TryRngCore;
+use subtensor::Hotkey;
 use subxt_signer::sr25519::{Keypair, PublicKey};
 
 /// The SS58 address format of Bittensor (generic Substrate, 42).
@@ -174,7 +175,7 @@ impl Drop for SecretSeed {
 /// Its `Debug` shows only the address.
 #[derive(Clone)]
 pub struct Signer {
-    keypair: Keypair,
+    hotkey: Hotkey,
 }
 
 impl fmt::Debug for Signer {
@@ -187,7 +188,7 @@ impl Signer {
     /// The key of a 32-byte mini-secret (expanded as sp-core and btwallet do).
     pub fn from_seed(seed: &SecretSeed) -> Result<Self, KeyError> {
         Keypair::from_secret_key(*seed.expose())
-            .map(|keypair| Signer { keypair })
+            .map(Signer::from_keypair)
             .map_err(|_| KeyError("invalid sr25519 secret seed".into()))
     }
 
@@ -196,7 +197,7 @@ impl Signer {
         let mnemonic = subxt_signer::bip39::Mnemonic::parse(phrase)
             .map_err(|_| KeyError("secretPhrase is not a valid BIP-39 mnemonic".into()))?;
         Keypair::from_phrase(&mnemonic, None)
-            .map(|keypair| Signer { keypair })
+            .map(Signer::from_keypair)
             .map_err(|_| KeyError("secretPhrase does not give an sr25519 key".into()))
     }
 
@@ -208,22 +209,24 @@ impl Signer {
 
     /// Wraps a subxt-signer key pair (e.g. `subxt_signer::sr25519::dev::alice()`).
     pub fn from_keypair(keypair: Keypair) -> Self {
-        Signer { keypair }
+        Signer {
+            hotkey: Hotkey::from(keypair),
+        }
     }
 
-    /// The subxt-signer key pair, for the subtensor client.
-    pub fn keypair(&self) -> &Keypair {
-        &self.keypair
+    /// The signing key, for the subtensor client.
+    pub fn hotkey(&self) -> &Hotkey {
+        &self.hotkey
     }
 
     /// The public key.
     pub fn account(&self) -> AccountId {
-        self.keypair.public_key().into()
+        AccountId(self.hotkey.public_key())
     }
 
     /// An sr25519 signature of `message` (signing context `substrate`, as the runtime checks).
     pub fn sign(&self, message: &[u8]) -> [u8; 64] {
-        self.keypair.sign(message).0
+        self.hotkey.sign(message)
     }
 }
 
@@ -388,10 +391,11 @@ pub fn load_or_create_wallet(wallet: &WalletPath) -> Result<Signer, KeyError> {
     }
 }
 
-/// Reads a hotkey file: `secretPhrase` (BIP-39) or `secretSeed`, as btwallet does; when both are
-/// present they must give the same key, and `ss58Address`, when present, must match it.
-/// Encrypted files, ed25519 keys (`cryptoType` 0) and files with only a 64-byte `privateKey` are
-/// refused with a message saying so.
+/// Reads a hotkey file in btwallet's order: `secretPhrase` (BIP-39), `secretSeed`, then the
+/// 64-byte `privateKey` (checked against the file's `publicKey`, `accountId` or `ss58Address`);
+/// when phrase and seed are both present they must give the same key, and `ss58Address`, when
+/// present, must match it. Encrypted files and ed25519 keys (`cryptoType` 0) are refused with a
+/// message saying so. No error contains the secret.
 pub fn load_hotkey(wallet: &WalletPath) -> Result<Signer, KeyError> {
     wallet.check()?;
     let path = wallet.hotkey_file();
@@ -434,9 +438,23 @@ pub fn load_hotkey(wallet: &WalletPath) -> Result<Signer, KeyError> {
         (Some(p), _) => p,
         (None, Some(s)) => s,
         (None, None) if json.get("privateKey").is_some() => {
-            return Err(fail(
-                "only a privateKey field; a secretSeed or secretPhrase is needed",
-            ))
+            let bytes = field("privateKey")
+                .and_then(|k| hex::decode(k.strip_prefix("0x").unwrap_or(k)).ok())
+                .ok_or_else(|| fail("privateKey must be 0x + 128 hex digits"))?;
+            let public = match (
+                field("publicKey").or(field("accountId")),
+                field("ss58Address"),
+            ) {
+                (Some(hex_key), _) => AccountId::from_hex(hex_key).map_err(|e| fail(&e.0))?,
+                (None, Some(address)) => AccountId::from_ss58(address).map_err(|e| fail(&e.0))?,
+                (None, None) => {
+                    return Err(fail(
+                        "a privateKey without publicKey or ss58Address cannot be checked",
+                    ))
+                }
+            };
+            let hotkey = Hotkey::from_private_key(&bytes, public.0).map_err(|e| fail(&e))?;
+            Signer { hotkey }
         }
         (None, None) => return Err(fail("no secretSeed or secretPhrase field")),
     };
@@ -677,6 +695,51 @@ mod tests {
         .expect("write");
         let err = load_hotkey(&w).expect_err("disagree");
         assert!(err.0.contains("different keys"), "{err}");
+    }
+
+    /// A hotkey file written by the Python `bittensor-wallet` 4.1.1 (PyPI; `regenerate_hotkey`
+    /// from the public substrate dev phrase): each of its three secret fields alone gives the
+    /// same key.
+    #[test]
+    fn a_btwallet_keyfile_loads_from_phrase_seed_or_private_key() {
+        const PHRASE: &str =
+            "bottom drive obey lake curtain smoke basket hold race lonely fit walk";
+        const SEED: &str = "0xfac7959dbfe72f052e5a0c3c8d6530f202b02fd8f9f5ca3580ec8deb7797479e";
+        const PRIVATE: &str = "0x05d65584630d16cd4af6d0bec10f34bb504a5dcb62dba2122d49f5a663763d0afd190cce74df356432b410bd64682309d6dedb27c76845daf388557cbac3ca34";
+        const PUBLIC: &str = "0x46ebddef8cd9bb167dc30878d7113b7e168e6f0646beffd77d69d39bad76b47a";
+        const SS58: &str = "5DfhGyQdFobKM8NsWvEeAKk5EQQgYe9AydgJ7rMB6E1EqRzV";
+        let dir = tempfile::tempdir().expect("tempdir");
+        let w = wallet(dir.path(), "btwallet");
+        let path = w.hotkey_file();
+        std::fs::create_dir_all(path.parent().expect("dir")).expect("mkdir");
+        let files = [
+            serde_json::json!({"secretPhrase": PHRASE, "secretSeed": SEED, "privateKey": PRIVATE,
+                "publicKey": PUBLIC, "accountId": PUBLIC, "ss58Address": SS58, "cryptoType": 1}),
+            serde_json::json!({"secretPhrase": PHRASE}),
+            serde_json::json!({"secretSeed": SEED}),
+            serde_json::json!({"privateKey": PRIVATE, "publicKey": PUBLIC}),
+            serde_json::json!({"privateKey": PRIVATE, "ss58Address": SS58}),
+        ];
+        for file in files {
+            std::fs::write(&path, file.to_string()).expect("write");
+            let signer = load_hotkey(&w).unwrap_or_else(|e| panic!("{file}: {e}"));
+            assert_eq!(signer.account().to_ss58(), SS58, "{file}");
+            let sig = signer.sign(b"set_weights");
+            assert!(verify(&signer.account(), b"set_weights", &sig), "{file}");
+        }
+        // A privateKey that is not the file's public key is refused, without the secret.
+        let other = format!("0x{}", "11".repeat(32));
+        std::fs::write(
+            &path,
+            serde_json::json!({"privateKey": PRIVATE, "publicKey": other}).to_string(),
+        )
+        .expect("write");
+        let err = load_hotkey(&w).expect_err("mismatch");
+        assert!(
+            err.0.contains("does not give the file's public key"),
+            "{err}"
+        );
+        assert!(!err.0.contains("05d65584"), "{err}");
     }
 
     #[test]

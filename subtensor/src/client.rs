@@ -18,10 +18,9 @@ use subxt::dynamic::{self, Value};
 use subxt::error::{DispatchError, TransactionEventsError};
 use subxt::rpcs::client::reconnecting_rpc_client::{ExponentialBackoff, RpcClient as Reconnecting};
 use subxt::rpcs::RpcClient;
-use subxt::tx::TransactionStatus;
+use subxt::tx::{Signer as TxSigner, TransactionStatus};
 use subxt::utils::AccountId32;
 use subxt::OnlineClient;
-use subxt_signer::sr25519::Keypair;
 
 use crate::commitment_data::{decode_registration, encode_commitment_info};
 use crate::error::{explain_rejection, Error};
@@ -511,13 +510,13 @@ impl Subtensor {
     }
 
     /// Checks that `signer`'s hotkey is registered on `netuid`; names the call otherwise.
-    async fn require_registered(
+    async fn require_registered<S: TxSigner<SubstrateConfig> + Sync>(
         &self,
         call: &str,
         netuid: u16,
-        signer: &Keypair,
+        signer: &S,
     ) -> Result<u16, Error> {
-        let hotkey = signer.public_key().0;
+        let hotkey = signer.account_id().0;
         self.uid_of(netuid, &hotkey)
             .await?
             .ok_or_else(|| Error::NotRegistered {
@@ -529,9 +528,9 @@ impl Subtensor {
 
     /// `Commitments.set_commitment(netuid, {fields: [Raw(data)]})` signed by the hotkey; waits
     /// for inclusion and returns the block.
-    pub async fn set_commitment(
+    pub async fn set_commitment<S: TxSigner<SubstrateConfig> + Sync>(
         &self,
-        signer: &Keypair,
+        signer: &S,
         netuid: u16,
         data: &[u8],
     ) -> Result<u64, Error> {
@@ -554,9 +553,9 @@ impl Subtensor {
     }
 
     /// `SubtensorModule.set_weights`; returns the inclusion block.
-    pub async fn set_weights(
+    pub async fn set_weights<S: TxSigner<SubstrateConfig> + Sync>(
         &self,
-        signer: &Keypair,
+        signer: &S,
         netuid: u16,
         uids: &[u16],
         weights: &[u16],
@@ -574,9 +573,9 @@ impl Subtensor {
     }
 
     /// `SubtensorModule.commit_weights(netuid, hash)`; returns the inclusion block.
-    pub async fn commit_weights(
+    pub async fn commit_weights<S: TxSigner<SubstrateConfig> + Sync>(
         &self,
-        signer: &Keypair,
+        signer: &S,
         netuid: u16,
         hash: [u8; 32],
     ) -> Result<u64, Error> {
@@ -588,9 +587,9 @@ impl Subtensor {
     }
 
     /// `SubtensorModule.reveal_weights`; returns the inclusion block.
-    pub async fn reveal_weights(
+    pub async fn reveal_weights<S: TxSigner<SubstrateConfig> + Sync>(
         &self,
-        signer: &Keypair,
+        signer: &S,
         netuid: u16,
         uids: &[u16],
         values: &[u16],
@@ -634,11 +633,11 @@ impl Subtensor {
     }
 
     /// Signs, submits and waits until the extrinsic is in a block, then checks its events.
-    async fn submit<C: subxt::tx::Payload>(
+    async fn submit<C: subxt::tx::Payload, S: TxSigner<SubstrateConfig> + Sync>(
         &self,
         call: &str,
         payload: &C,
-        signer: &Keypair,
+        signer: &S,
     ) -> Result<u64, Error> {
         let work = async {
             let at = self.at().await?;

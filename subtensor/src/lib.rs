@@ -4,6 +4,7 @@
 //!
 //! - [`client`]: the online client (connection, timeouts, reads, signed extrinsics).
 //! - [`commitment_data`]: the Commitments pallet's `Data` / `Registration` codec.
+//! - [`hotkey`]: the signing key (mini-secret, mnemonic or btwallet `privateKey`).
 //! - [`weights`]: commit hashes, salts, reveal windows, the pending-commit record.
 //! - [`network`]: `--subtensor.network` names and URLs.
 //! - [`error`]: what can fail, naming the item or call.
@@ -13,6 +14,7 @@
 pub mod client;
 pub mod commitment_data;
 pub mod error;
+pub mod hotkey;
 pub mod network;
 #[cfg(feature = "test-node")]
 pub mod testnode;
@@ -20,5 +22,6 @@ pub mod weights;
 
 pub use client::{ChainCommitment, Metagraph, Neuron, SubnetParams, Subtensor, WeightCommit};
 pub use error::Error;
+pub use hotkey::Hotkey;
 pub use network::Network;
 pub use subxt_signer::sr25519::Keypair;

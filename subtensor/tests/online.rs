@@ -389,3 +389,23 @@ async fn the_websocket_reconnects_when_the_node_comes_back() {
         .await
         .unwrap();
 }
+
+#[tokio::test]
+async fn a_hotkey_from_an_expanded_private_key_signs_extrinsics() {
+    let node = subnet(SubnetConfig::default());
+    let seed = [9u8; 32];
+    let public = Keypair::from_secret_key(seed).unwrap().public_key().0;
+    let expanded = schnorrkel::MiniSecretKey::from_bytes(&seed)
+        .unwrap()
+        .expand(schnorrkel::ExpansionMode::Ed25519);
+    let hotkey = subtensor::Hotkey::from_private_key(&expanded.to_bytes(), public).unwrap();
+    assert!(matches!(hotkey, subtensor::Hotkey::Expanded(_)));
+    node.register(NETUID, public, public, 0, false);
+    let chain = client(&node).await;
+    let block = chain
+        .set_commitment(&hotkey, NETUID, b"x/y:1:abc")
+        .await
+        .unwrap();
+    let found = chain.commitments(NETUID).await.unwrap();
+    assert!(found.iter().any(|c| c.hotkey == public && c.block == block));
+}

@@ -192,7 +192,7 @@ impl Chain for SubtensorChain {
     ) -> Result<u64, ChainError> {
         let result = self
             .client
-            .set_commitment(signer.keypair(), netuid, data)
+            .set_commitment(signer.hotkey(), netuid, data)
             .await;
         self.lift("set_commitment", netuid, Some(signer), result)
             .await
@@ -208,7 +208,7 @@ impl Chain for SubtensorChain {
     ) -> Result<u64, ChainError> {
         let result = self
             .client
-            .set_weights(signer.keypair(), netuid, uids, weights, version_key)
+            .set_weights(signer.hotkey(), netuid, uids, weights, version_key)
             .await;
         self.lift("set_weights", netuid, Some(signer), result).await
     }
@@ -221,7 +221,7 @@ impl Chain for SubtensorChain {
     ) -> Result<u64, ChainError> {
         let result = self
             .client
-            .commit_weights(signer.keypair(), netuid, hash)
+            .commit_weights(signer.hotkey(), netuid, hash)
             .await;
         self.lift("commit_weights", netuid, Some(signer), result)
             .await
@@ -238,7 +238,7 @@ impl Chain for SubtensorChain {
     ) -> Result<u64, ChainError> {
         let result = self
             .client
-            .reveal_weights(signer.keypair(), netuid, uids, values, salt, version_key)
+            .reveal_weights(signer.hotkey(), netuid, uids, values, salt, version_key)
             .await;
         self.lift("reveal_weights", netuid, Some(signer), result)
             .await
