@@ -130,15 +130,40 @@ pub async fn resolve_model(
     let source = &config.model.source;
     match hub.filter(|_| is_hub_spec(source, paths)) {
         Some(hub) => {
+            let (bar, sink) = download_bar();
             let files = hub
+                .clone()
+                .with_progress(sink)
                 .download_model(source)
                 .await
                 .map_err(|e| anyhow::anyhow!("model {source}: {e}"))?;
+            bar.finish_and_clear();
             tracing::info!(model = %files.repo, revision = %files.revision, dir = %files.dir.display(), "model from the Hub cache");
             Ok(files.dir)
         }
         None => model_dir(config, paths),
     }
+}
+
+/// A progress bar on stderr for a multi-gigabyte model download (drawn only when stderr is a
+/// terminal), and the sink that feeds it: bytes of the file being downloaded.
+fn download_bar() -> (indicatif::ProgressBar, Arc<dyn hfhub::ProgressSink>) {
+    let bar =
+        indicatif::ProgressBar::with_draw_target(None, indicatif::ProgressDrawTarget::stderr());
+    if let Ok(style) = indicatif::ProgressStyle::with_template(
+        "{msg:30} {bytes:>10}/{total_bytes:10} {wide_bar} {bytes_per_sec:>12} eta {eta}",
+    ) {
+        bar.set_style(style);
+    }
+    let fed = bar.clone();
+    let sink = Arc::new(move |file: &str, done: u64, total: Option<u64>| {
+        if let Some(total) = total {
+            fed.set_length(total);
+        }
+        fed.set_message(file.to_string());
+        fed.set_position(done);
+    });
+    (bar, sink)
 }
 
 /// The eval set's path: a local file, or `org/name@sha` downloaded from the Hub.
