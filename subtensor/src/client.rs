@@ -199,12 +199,24 @@ pub fn decode_hyperparams(
     Ok(raw.map(SubnetParams::from))
 }
 
+/// Where the metagraph is read from.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Default)]
+pub enum MetagraphSource {
+    /// The runtime APIs (`get_neurons_lite`, `get_subnet_hyperparams`) when the runtime has
+    /// them, storage otherwise.
+    #[default]
+    Auto,
+    /// Storage items only (`SubnetworkN`, `Keys`, `Owner`, `TotalHotkeyAlpha`, ...).
+    Storage,
+}
+
 /// A connection to one subtensor node.
 #[derive(Clone)]
 pub struct Subtensor {
     api: Api,
     endpoint: String,
     timeout: Duration,
+    source: MetagraphSource,
 }
 
 impl std::fmt::Debug for Subtensor {
@@ -271,7 +283,105 @@ impl Subtensor {
             api,
             endpoint: endpoint.to_string(),
             timeout,
+            source: MetagraphSource::Auto,
         })
+    }
+
+    /// The same client, reading the metagraph from `source`.
+    pub fn with_metagraph_source(mut self, source: MetagraphSource) -> Self {
+        self.source = source;
+        self
+    }
+
+    /// Whether the metagraph comes from the runtime APIs at `at`.
+    fn uses_runtime_apis(&self, at: &AtBlock) -> bool {
+        let has = |api: &str, method: &str| {
+            at.metadata_ref()
+                .runtime_api_trait_by_name(api)
+                .and_then(|t| t.method_by_name(method))
+                .is_some()
+        };
+        self.source == MetagraphSource::Auto
+            && has("NeuronInfoRuntimeApi", "get_neurons_lite")
+            && has("SubnetInfoRuntimeApi", "get_subnet_hyperparams")
+    }
+
+    /// A storage value at `at`, its default when absent (`ValueQuery`).
+    async fn storage_value<K, V>(&self, at: &AtBlock, item: &str, key: K) -> Result<V, Error>
+    where
+        K: frame_decode::storage::IntoEncodableValues
+            + frame_decode::storage::IntoDecodableValues
+            + Send,
+        V: DecodeAsType,
+    {
+        let name = format!("SubtensorModule.{item}");
+        let addr = dynamic::storage::<K, V>("SubtensorModule", item.to_string());
+        let value = self.within(&name, at.storage().fetch(addr, key)).await?;
+        value.decode().map_err(|e| Error::Decode {
+            item: name,
+            reason: e.to_string(),
+        })
+    }
+
+    /// Hyperparameters from storage; [`Error::UnknownNetuid`] unless `NetworksAdded(netuid)`.
+    async fn params_from_storage(&self, at: &AtBlock, netuid: u16) -> Result<SubnetParams, Error> {
+        let added: bool = self.storage_value(at, "NetworksAdded", (netuid,)).await?;
+        if !added {
+            return Err(Error::UnknownNetuid {
+                item: "SubtensorModule.NetworksAdded".into(),
+                netuid,
+            });
+        }
+        let tempo: u16 = self.storage_value(at, "Tempo", (netuid,)).await?;
+        let max_weights_limit: u16 = self.storage_value(at, "MaxWeightsLimit", (netuid,)).await?;
+        let min_allowed_weights: u16 = self
+            .storage_value(at, "MinAllowedWeights", (netuid,))
+            .await?;
+        Ok(SubnetParams {
+            tempo: tempo as u64,
+            weights_rate_limit: self
+                .storage_value(at, "WeightsSetRateLimit", (netuid,))
+                .await?,
+            weights_version_key: self
+                .storage_value(at, "WeightsVersionKey", (netuid,))
+                .await?,
+            commit_reveal_enabled: self
+                .storage_value(at, "CommitRevealWeightsEnabled", (netuid,))
+                .await?,
+            reveal_period: self
+                .storage_value(at, "RevealPeriodEpochs", (netuid,))
+                .await?,
+            max_weights_limit: max_weights_limit as u64,
+            min_allowed_weights: min_allowed_weights as u64,
+        })
+    }
+
+    /// Neurons from storage: `SubnetworkN`, then per uid `Keys`, `Owner` and
+    /// `TotalHotkeyAlpha`, with the `ValidatorPermit`, `LastUpdate` and `Active` vectors.
+    async fn neurons_from_storage(&self, at: &AtBlock, netuid: u16) -> Result<Vec<Neuron>, Error> {
+        let n: u16 = self.storage_value(at, "SubnetworkN", (netuid,)).await?;
+        let permits: Vec<bool> = self.storage_value(at, "ValidatorPermit", (netuid,)).await?;
+        let last_update: Vec<u64> = self.storage_value(at, "LastUpdate", (netuid,)).await?;
+        let active: Vec<bool> = self.storage_value(at, "Active", (netuid,)).await?;
+        let mut neurons = Vec::with_capacity(n as usize);
+        for uid in 0..n {
+            let hotkey: [u8; 32] = self.storage_value(at, "Keys", (netuid, uid)).await?;
+            let coldkey: [u8; 32] = self.storage_value(at, "Owner", (hotkey,)).await?;
+            let stake: u64 = self
+                .storage_value(at, "TotalHotkeyAlpha", (hotkey, netuid))
+                .await?;
+            let i = uid as usize;
+            neurons.push(Neuron {
+                uid,
+                hotkey,
+                coldkey,
+                stake,
+                validator_permit: permits.get(i).copied().unwrap_or(false),
+                last_update: last_update.get(i).copied().unwrap_or(0),
+                active: active.get(i).copied().unwrap_or(false),
+            });
+        }
+        Ok(neurons)
     }
 
     /// The endpoint this client talks to, for messages.
@@ -343,6 +453,9 @@ impl Subtensor {
     }
 
     async fn params_at(&self, at: &AtBlock, netuid: u16) -> Result<SubnetParams, Error> {
+        if !self.uses_runtime_apis(at) {
+            return self.params_from_storage(at, netuid).await;
+        }
         let item = "SubnetInfoRuntimeApi.get_subnet_hyperparams";
         let bytes = self
             .runtime_call(at, "SubnetInfoRuntimeApi", "get_subnet_hyperparams", netuid)
@@ -358,19 +471,23 @@ impl Subtensor {
             })
     }
 
-    /// Neurons and hyperparameters of `netuid` at the latest finalized block.
+    /// Neurons and hyperparameters of `netuid` at the latest finalized block (runtime APIs where
+    /// the node has them, storage otherwise; see [`MetagraphSource`]).
     pub async fn metagraph(&self, netuid: u16) -> Result<Metagraph, Error> {
         let at = self.at().await?;
         let params = self.params_at(&at, netuid).await?;
-        let item = "NeuronInfoRuntimeApi.get_neurons_lite";
-        let bytes = self
-            .runtime_call(&at, "NeuronInfoRuntimeApi", "get_neurons_lite", netuid)
-            .await?;
-        let mut neurons =
+        let mut neurons = if self.uses_runtime_apis(&at) {
+            let item = "NeuronInfoRuntimeApi.get_neurons_lite";
+            let bytes = self
+                .runtime_call(&at, "NeuronInfoRuntimeApi", "get_neurons_lite", netuid)
+                .await?;
             decode_neurons_lite(at.metadata_ref(), &bytes).map_err(|reason| Error::Decode {
                 item: item.into(),
                 reason,
-            })?;
+            })?
+        } else {
+            self.neurons_from_storage(&at, netuid).await?
+        };
         neurons.sort_by_key(|n| n.uid);
         let epoch_index = self.epoch_index_at(&at, netuid).await?;
         Ok(Metagraph {

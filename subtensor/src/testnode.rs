@@ -342,10 +342,52 @@ impl Node {
             let mut key = storage_prefix("SubtensorModule", "SubnetEpochIndex");
             key.extend(&n);
             map.insert(key, subnet.epoch_index(self.number_of(block)).encode());
-            let mut key = storage_prefix("SubtensorModule", "NetworksAdded");
-            key.extend(&n);
-            map.insert(key, true.encode());
+            let c = &subnet.config;
+            let plain: [(&str, Vec<u8>); 11] = [
+                ("SubnetworkN", (subnet.neurons.len() as u16).encode()),
+                ("Tempo", c.tempo.encode()),
+                ("WeightsSetRateLimit", c.weights_rate_limit.encode()),
+                ("WeightsVersionKey", c.weights_version_key.encode()),
+                ("CommitRevealWeightsEnabled", c.commit_reveal.encode()),
+                ("MaxWeightsLimit", u16::MAX.encode()),
+                ("MinAllowedWeights", 0u16.encode()),
+                (
+                    "ValidatorPermit",
+                    subnet
+                        .neurons
+                        .iter()
+                        .map(|n| n.validator_permit)
+                        .collect::<Vec<_>>()
+                        .encode(),
+                ),
+                (
+                    "LastUpdate",
+                    subnet
+                        .neurons
+                        .iter()
+                        .map(|n| n.last_update)
+                        .collect::<Vec<_>>()
+                        .encode(),
+                ),
+                ("Active", vec![true; subnet.neurons.len()].encode()),
+                ("NetworksAdded", true.encode()),
+            ];
+            for (item, value) in plain {
+                let mut key = storage_prefix("SubtensorModule", item);
+                key.extend(&n);
+                map.insert(key, value);
+            }
+            let mut key = storage_prefix("SubtensorModule", "RevealPeriodEpochs");
+            key.extend(twox64_concat(&n));
+            map.insert(key, c.reveal_period.encode());
             for (uid, neuron) in subnet.neurons.iter().enumerate() {
+                let mut key = storage_prefix("SubtensorModule", "Owner");
+                key.extend(blake2_128_concat(&neuron.hotkey));
+                map.insert(key, neuron.coldkey.to_vec());
+                let mut key = storage_prefix("SubtensorModule", "TotalHotkeyAlpha");
+                key.extend(blake2_128_concat(&neuron.hotkey));
+                key.extend(&n);
+                map.insert(key, neuron.stake.encode());
                 let mut key = storage_prefix("SubtensorModule", "Uids");
                 key.extend(&n);
                 key.extend(blake2_128_concat(&neuron.hotkey));
@@ -391,7 +433,10 @@ impl Node {
     }
 
     fn handle(&mut self, method: &str, params: Vec<Json>) -> Result<Json, RpcError> {
-        self.calls.push(method.to_string());
+        match (method, params.first().and_then(|p| p.as_str())) {
+            ("state_call", Some(name)) => self.calls.push(format!("state_call:{name}")),
+            _ => self.calls.push(method.to_string()),
+        }
         let param = |i: usize| params.get(i);
         match method {
             "chain_getBlockHash" => {
@@ -1069,7 +1114,7 @@ impl TestNode {
         self.with(|n| n.hang = hang)
     }
 
-    /// The RPC methods called so far, in order.
+    /// The RPC methods called so far, in order (`state_call:<runtime call>` for runtime calls).
     pub fn calls(&self) -> Vec<String> {
         self.with(|n| n.calls.clone())
     }

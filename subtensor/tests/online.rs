@@ -63,7 +63,10 @@ async fn metagraph_sync_reads_neurons_and_hyperparameters() {
     assert_eq!(chain.current_block().await.unwrap(), node.block_number());
     // The client speaks the legacy RPCs a subtensor node serves.
     let calls = node.calls();
-    assert!(calls.contains(&"state_call".to_string()), "{calls:?}");
+    assert!(
+        calls.contains(&"state_call:NeuronInfoRuntimeApi_get_neurons_lite".to_string()),
+        "{calls:?}"
+    );
     assert!(calls.contains(&"chain_getFinalizedHead".to_string()));
 }
 
@@ -408,4 +411,37 @@ async fn a_hotkey_from_an_expanded_private_key_signs_extrinsics() {
         .unwrap();
     let found = chain.commitments(NETUID).await.unwrap();
     assert!(found.iter().any(|c| c.hotkey == public && c.block == block));
+}
+
+#[tokio::test]
+async fn the_metagraph_from_storage_equals_the_runtime_apis_answer() {
+    let node = subnet(SubnetConfig {
+        tempo: 12,
+        weights_rate_limit: 7,
+        weights_version_key: 3,
+        commit_reveal: true,
+        reveal_period: 2,
+    });
+    node.advance(3);
+    let apis = client(&node).await;
+    let storage = client(&node)
+        .await
+        .with_metagraph_source(subtensor::client::MetagraphSource::Storage);
+    let before = node.calls().len();
+    let from_storage = storage.metagraph(NETUID).await.unwrap();
+    let calls = node.calls()[before..].to_vec();
+    assert!(
+        !calls
+            .iter()
+            .any(|c| c.contains("NeuronInfoRuntimeApi") || c.contains("SubnetInfoRuntimeApi")),
+        "{calls:?}"
+    );
+    assert_eq!(from_storage, apis.metagraph(NETUID).await.unwrap());
+    assert_eq!(from_storage.params.reveal_period, 2);
+    assert_eq!(from_storage.neurons[0].stake, 5_000);
+    let err = storage.metagraph(99).await.unwrap_err();
+    assert!(
+        matches!(err, Error::UnknownNetuid { netuid: 99, .. }),
+        "{err}"
+    );
 }
