@@ -113,7 +113,7 @@ fn store(path: &Path, bytes: &[u8]) -> Result<String> {
 /// `fetch-all --out DIR`.
 pub async fn fetch_all(ctx: &Ctx, out: &Path) -> Result<()> {
     std::fs::create_dir_all(out).with_context(|| format!("creating {}", out.display()))?;
-    let chain = ctx.read_chain().await?;
+    let chain = ctx.chain().await?;
     let netuid = ctx.config.netuid;
     let records: Vec<CommitmentRecord> = chain.commitments(netuid).await?;
     let bar = crate::ui::items(records.len() as u64, "datasets");

@@ -216,21 +216,12 @@ impl Ctx {
         Ok(chain)
     }
 
-    /// The chain to send extrinsics to: the devnet or subtensor.
-    pub async fn write_chain(&self) -> Result<Arc<dyn Chain>> {
+    /// The chain to read and send extrinsics to: the devnet or subtensor.
+    pub async fn chain(&self) -> Result<Arc<dyn Chain>> {
         if self.config.mode == Mode::Devnet {
             Ok(Arc::new(self.devnet()?))
         } else {
             Ok(coordinator::network::connect(&self.config).await?)
-        }
-    }
-
-    /// The chain to read: the devnet or subtensor.
-    pub async fn read_chain(&self) -> Result<Arc<dyn Chain>> {
-        if self.config.mode == Mode::Devnet {
-            Ok(Arc::new(self.devnet()?))
-        } else {
-            coordinator::network::read_only_chain(&self.config, &self.paths).await
         }
     }
 
@@ -365,7 +356,7 @@ fn register(ctx: &Ctx) -> Result<()> {
 
 async fn status(ctx: &Ctx) -> Result<()> {
     let netuid = ctx.config.netuid;
-    let chain = ctx.read_chain().await?;
+    let chain = ctx.chain().await?;
     let hotkey = ctx.signer()?.account();
     let meta = chain.metagraph(netuid).await?;
     let Some(neuron) = meta.neuron_of(&hotkey) else {
@@ -424,7 +415,7 @@ async fn competitions(ctx: &Ctx) -> Result<()> {
         "competitions the validator config knows: {DEFAULT_COMPETITION} (the default; {} has no competition table and the validator scores every commitment whatever its id)",
         ctx.config_path.display()
     );
-    match ctx.read_chain().await {
+    match ctx.chain().await {
         Ok(chain) => {
             let mut used = std::collections::BTreeMap::<String, usize>::new();
             let mut unparsed = 0usize;

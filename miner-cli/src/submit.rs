@@ -96,7 +96,7 @@ pub async fn submit(ctx: &Ctx, args: SubmitArgs<'_>) -> Result<()> {
         );
     }
     let signer = ctx.signer()?;
-    let chain = ctx.write_chain().await?;
+    let chain = ctx.chain().await?;
     coordinator::bootstrap::check_registered(chain.as_ref(), config.netuid, &signer).await?;
     println!(
         "{}: valid, {} rows, content hash {}",
