@@ -626,6 +626,14 @@ impl Subtensor {
         })
     }
 
+    /// `SubtensorModule.LastUpdate(netuid)[uid]`: the block of `uid`'s last weight update
+    /// (0: never, or no such uid).
+    pub async fn last_update(&self, netuid: u16, uid: u16) -> Result<u64, Error> {
+        let at = self.at().await?;
+        let blocks: Vec<u64> = self.storage_value(&at, "LastUpdate", (netuid,)).await?;
+        Ok(blocks.get(uid as usize).copied().unwrap_or(0))
+    }
+
     /// Checks that `signer`'s hotkey is registered on `netuid`; names the call otherwise.
     async fn require_registered<S: TxSigner<SubstrateConfig> + Sync>(
         &self,

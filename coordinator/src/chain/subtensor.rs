@@ -267,12 +267,8 @@ impl Chain for SubtensorChain {
     ) -> Result<(Vec<(u16, u16)>, Option<u64>), ChainError> {
         let result = self.client.weights(netuid, validator_uid).await;
         let row = self.lift("weights", netuid, None, result).await?;
-        let last = self
-            .metagraph(netuid)
-            .await?
-            .neuron(validator_uid)
-            .map(|n| n.last_update)
-            .filter(|b| *b > 0);
-        Ok((row, last))
+        let result = self.client.last_update(netuid, validator_uid).await;
+        let last = self.lift("weights", netuid, None, result).await?;
+        Ok((row, Some(last).filter(|b| *b > 0)))
     }
 }
