@@ -10,7 +10,8 @@ use sha2::{Digest, Sha256};
 
 use crate::config::Qwen2Config;
 use crate::error::EngineError;
-use crate::model::{Attention, Block, Linear, Mlp, Qwen2, RmsNorm};
+use crate::model::{Attention, AttentionKernel, Block, Linear, Mlp, Qwen2, RmsNorm};
+use crate::precision::Precision;
 use crate::tensors::view_to_f32;
 
 /// Every weight file of a checkpoint, read into memory, with a name → file index.
@@ -155,9 +156,11 @@ struct Loader<'a, B: Backend> {
     files: &'a WeightFiles,
     used: BTreeSet<String>,
     device: &'a B::Device,
+    precision: Precision,
 }
 
 impl<B: Backend> Loader<'_, B> {
+    /// A weight `[rows, cols]` kept in checkpoint layout, in the storage precision.
     fn matrix(
         &mut self,
         name: &str,
@@ -165,40 +168,58 @@ impl<B: Backend> Loader<'_, B> {
         cols: usize,
     ) -> Result<Tensor<B, 2>, EngineError> {
         let values = self.files.take(name, &[rows, cols], &mut self.used)?;
-        Ok(Tensor::from_data(
-            TensorData::new(values, [rows, cols]),
-            self.device,
-        ))
+        Ok(self.stored(values, [rows, cols]))
     }
 
-    fn vector(&mut self, name: &str, len: usize) -> Result<Tensor<B, 1>, EngineError> {
-        let values = self.files.take(name, &[len], &mut self.used)?;
-        Ok(Tensor::from_data(
-            TensorData::new(values, [len]),
-            self.device,
-        ))
+    /// An f32 vector (norm weights, biases).
+    fn vector(&mut self, name: &str, len: usize) -> Result<Vec<f32>, EngineError> {
+        self.files.take(name, &[len], &mut self.used)
     }
 
-    fn linear(
+    fn stored<const D: usize>(&self, values: Vec<f32>, shape: [usize; D]) -> Tensor<B, D> {
+        Tensor::from_data(
+            TensorData::new(values, shape),
+            (self.device, self.precision.dtype()),
+        )
+    }
+
+    /// HF projections `prefix.{name}` (`[out, in]` each, with biases when `bias`), fused side by
+    /// side into one `[in, Σ out]` layer.
+    fn fused_linear(
         &mut self,
         prefix: &str,
+        parts: &[(&str, usize)],
         d_in: usize,
-        d_out: usize,
         bias: bool,
     ) -> Result<Linear<B>, EngineError> {
+        let d_out: usize = parts.iter().map(|(_, out)| out).sum();
+        let mut weight = vec![0f32; d_in * d_out];
+        let mut biases = Vec::with_capacity(d_out);
+        let mut column = 0;
+        for (name, out) in parts {
+            let values = self
+                .files
+                .take(&format!("{prefix}.{name}.weight"), &[*out, d_in], &mut self.used)?;
+            for o in 0..*out {
+                for i in 0..d_in {
+                    weight[i * d_out + column + o] = values[o * d_in + i];
+                }
+            }
+            if bias {
+                biases.extend(self.vector(&format!("{prefix}.{name}.bias"), *out)?);
+            }
+            column += out;
+        }
         Ok(Linear {
-            weight: self.matrix(&format!("{prefix}.weight"), d_out, d_in)?,
-            bias: if bias {
-                Some(self.vector(&format!("{prefix}.bias"), d_out)?)
-            } else {
-                None
-            },
+            weight: self.stored(weight, [d_in, d_out]),
+            bias: bias.then(|| Tensor::from_data(TensorData::new(biases, [d_out]), self.device)),
         })
     }
 
     fn norm(&mut self, name: &str, len: usize, eps: f64) -> Result<RmsNorm<B>, EngineError> {
+        let values = self.vector(name, len)?;
         Ok(RmsNorm {
-            weight: self.vector(name, len)?,
+            weight: Tensor::from_data(TensorData::new(values, [len]), self.device),
             eps,
         })
     }
@@ -212,11 +233,40 @@ pub struct LoadedCheckpoint<B: Backend> {
     pub model_id: String,
 }
 
-/// Loads `config.json` and the safetensors weights of `dir` onto `device`, converting bf16/f16 to
-/// f32. A missing, misshapen or unexpected tensor is an error naming it.
+/// How a loaded model is stored and run.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct LoadOptions {
+    /// The dtype of the frozen weights.
+    pub precision: Precision,
+    /// The attention kernel of forward passes.
+    pub attention: AttentionKernel,
+}
+
+impl Default for LoadOptions {
+    /// f32 and Burn's native attention kernel.
+    fn default() -> Self {
+        Self {
+            precision: Precision::F32,
+            attention: AttentionKernel::Native,
+        }
+    }
+}
+
+/// [`load_model_with`] in f32 with the native attention kernel.
 pub fn load_model<B: Backend>(
     dir: &Path,
     device: &B::Device,
+) -> Result<LoadedCheckpoint<B>, EngineError> {
+    load_model_with(dir, device, LoadOptions::default())
+}
+
+/// Loads `config.json` and the safetensors weights of `dir` onto `device`: projection weights
+/// and the embedding in `options.precision` (from f32, bf16 or f16 on disk), norms and biases in
+/// f32; q/k/v and gate/up fused. A missing, misshapen or unexpected tensor is an error naming it.
+pub fn load_model_with<B: Backend>(
+    dir: &Path,
+    device: &B::Device,
+    options: LoadOptions,
 ) -> Result<LoadedCheckpoint<B>, EngineError> {
     let config_path = dir.join("config.json");
     let config = Qwen2Config::load(&config_path)?;
@@ -227,6 +277,7 @@ pub fn load_model<B: Backend>(
         files: &files,
         used: BTreeSet::new(),
         device,
+        precision: options.precision,
     };
     let c = &config;
     let (h, q_dim, kv, inter) = (
@@ -246,10 +297,13 @@ pub fn load_model<B: Backend>(
                 c.rms_norm_eps,
             )?,
             self_attn: Attention {
-                q_proj: loader.linear(&format!("{p}.self_attn.q_proj"), h, q_dim, true)?,
-                k_proj: loader.linear(&format!("{p}.self_attn.k_proj"), h, kv, true)?,
-                v_proj: loader.linear(&format!("{p}.self_attn.v_proj"), h, kv, true)?,
-                o_proj: loader.linear(&format!("{p}.self_attn.o_proj"), q_dim, h, false)?,
+                qkv_proj: loader.fused_linear(
+                    &format!("{p}.self_attn"),
+                    &[("q_proj", q_dim), ("k_proj", kv), ("v_proj", kv)],
+                    h,
+                    true,
+                )?,
+                o_proj: loader.fused_linear(&format!("{p}.self_attn"), &[("o_proj", h)], q_dim, false)?,
                 num_heads: c.num_attention_heads,
                 num_kv_heads: c.num_key_value_heads,
                 head_dim: c.head_dim(),
@@ -260,9 +314,13 @@ pub fn load_model<B: Backend>(
                 c.rms_norm_eps,
             )?,
             mlp: Mlp {
-                gate_proj: loader.linear(&format!("{p}.mlp.gate_proj"), h, inter, false)?,
-                up_proj: loader.linear(&format!("{p}.mlp.up_proj"), h, inter, false)?,
-                down_proj: loader.linear(&format!("{p}.mlp.down_proj"), inter, h, false)?,
+                gate_up_proj: loader.fused_linear(
+                    &format!("{p}.mlp"),
+                    &[("gate_proj", inter), ("up_proj", inter)],
+                    h,
+                    false,
+                )?,
+                down_proj: loader.fused_linear(&format!("{p}.mlp"), &[("down_proj", h)], inter, false)?,
             },
         });
     }
@@ -275,7 +333,7 @@ pub fn load_model<B: Backend>(
     if let Some(extra) = files
         .names
         .keys()
-        .find(|name| !loader.used.contains(*name) && !ignorable(name, c))
+        .find(|name| !loader.used.contains(*name) && !ignorable(name, &config))
     {
         return Err(EngineError::Checkpoint(format!(
             "tensor {extra} in {} is not part of a Qwen2 model with this config.json",
@@ -285,6 +343,8 @@ pub fn load_model<B: Backend>(
     Ok(LoadedCheckpoint {
         model: Qwen2 {
             config,
+            precision: options.precision,
+            attention: options.attention,
             embed_tokens,
             layers,
             norm,

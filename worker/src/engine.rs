@@ -6,32 +6,33 @@ use std::str::FromStr;
 use std::sync::atomic::AtomicBool;
 use std::time::Instant;
 
-use burn::backend::NdArray;
+use burn::backend::Flex;
 use burn::tensor::backend::Backend;
 use serde::{Deserialize, Serialize};
 
 use crate::chat::{ChatTokenizer, Example};
-use crate::checkpoint::load_model;
+use crate::checkpoint::{load_model_with, LoadOptions};
 use crate::error::EngineError;
-use crate::eval::{eval_loss, EvalSet};
+use crate::eval::{eval_loss, EvalBatching, EvalSet, EVAL_BATCH_TOKENS};
 use crate::lora::Adapter;
-use crate::model::Qwen2;
+use crate::model::{AttentionKernel, Qwen2};
 use crate::peft::{load_adapter, save_adapter};
-use crate::train::{train, JobProgress, TrainStats};
+use crate::precision::Precision;
+use crate::train::{train_with, Backward, JobProgress, TrainSettings, TrainStats};
 use protocol::config::TrainingConfig;
 use protocol::dataset::Row;
 
-/// The CPU backend (f32).
-pub type CpuBackend = NdArray<f32>;
+/// The CPU backend: Burn's flex (f32 by default; it also holds bf16, for testing the mixed path).
+pub type CpuBackend = Flex<f32, i32>;
 
-/// The CUDA backend (f32 compute; bf16 checkpoints are widened on load).
+/// The CUDA backend, with Burn's kernel fusion and autotuning.
 #[cfg(feature = "cuda")]
 pub type CudaBackend = burn::backend::Cuda<f32, i32>;
 
 /// Where a model runs.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize)]
 pub enum Device {
-    /// The CPU (ndarray backend).
+    /// The CPU (flex backend).
     Cpu,
     /// CUDA device N (build with the `cuda` feature).
     Cuda(usize),
@@ -95,12 +96,63 @@ pub struct JobOptions {
     pub eval_batch_rows: Option<usize>,
 }
 
+/// How an engine runs on its device; [`Profile::for_device`] gives each device's defaults.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct Profile {
+    /// Storage and matmul precision of the frozen base.
+    pub precision: Precision,
+    /// Attention kernel of forward passes.
+    pub attention: AttentionKernel,
+    /// Training-loop settings.
+    pub train: TrainSettings,
+    /// Eval batching.
+    pub eval: EvalBatching,
+}
+
+impl Profile {
+    /// The defaults of `device`. CPU: f32, exact sequence lengths, eval batches of 8 rows and
+    /// 8,192 tokens. CUDA: bf16 base weights, lengths padded to buckets (few autotune keys),
+    /// eval batches of up to 64 rows and 32,768 tokens. Both: Burn's native attention kernel
+    /// forward, and the recomputing backward pass.
+    pub fn for_device(device: &Device) -> Self {
+        match device {
+            Device::Cpu => Self {
+                precision: Precision::F32,
+                attention: AttentionKernel::Native,
+                train: TrainSettings {
+                    backward: Backward::Recompute,
+                    bucket: false,
+                },
+                eval: EvalBatching {
+                    rows: 8,
+                    tokens: EVAL_BATCH_TOKENS,
+                    bucket: false,
+                },
+            },
+            Device::Cuda(_) => Self {
+                precision: Precision::Bf16,
+                attention: AttentionKernel::Native,
+                train: TrainSettings {
+                    backward: Backward::Recompute,
+                    bucket: true,
+                },
+                eval: EvalBatching {
+                    rows: 64,
+                    tokens: 32_768,
+                    bucket: true,
+                },
+            },
+        }
+    }
+}
+
 /// A model resident on one device, with its tokenizer.
 pub struct Engine {
     session: Session,
     tokenizer: ChatTokenizer,
     model_id: String,
     model_dir: PathBuf,
+    profile: Profile,
 }
 
 enum Session {
@@ -115,13 +167,27 @@ struct Resident<B: Backend> {
 }
 
 impl Engine {
-    /// Loads `config.json`, the safetensors weights and `tokenizer.json` from `model_dir`.
+    /// Loads `config.json`, the safetensors weights and `tokenizer.json` from `model_dir` with
+    /// the device's [`Profile`].
     pub fn load(model_dir: &Path, device: &Device) -> Result<Engine, EngineError> {
+        Self::load_with(model_dir, device, Profile::for_device(device))
+    }
+
+    /// [`Engine::load`] with another profile (e.g. f32 on CUDA, bf16 on the CPU).
+    pub fn load_with(
+        model_dir: &Path,
+        device: &Device,
+        profile: Profile,
+    ) -> Result<Engine, EngineError> {
         let tokenizer = ChatTokenizer::load(&model_dir.join("tokenizer.json"))?;
+        let options = LoadOptions {
+            precision: profile.precision,
+            attention: profile.attention,
+        };
         let (session, model_id) = match device {
             Device::Cpu => {
                 let device = Default::default();
-                let loaded = load_model::<CpuBackend>(model_dir, &device)?;
+                let loaded = load_model_with::<CpuBackend>(model_dir, &device, options)?;
                 (
                     Session::Cpu(Resident {
                         model: loaded.model,
@@ -132,8 +198,9 @@ impl Engine {
             }
             #[cfg(feature = "cuda")]
             Device::Cuda(n) => {
+                crate::kernel_cache::configure()?;
                 let device = burn::backend::cuda::CudaDevice::new(*n);
-                let loaded = load_model::<CudaBackend>(model_dir, &device)?;
+                let loaded = load_model_with::<CudaBackend>(model_dir, &device, options)?;
                 (
                     Session::Cuda(Resident {
                         model: loaded.model,
@@ -155,7 +222,13 @@ impl Engine {
             tokenizer,
             model_id,
             model_dir: model_dir.to_path_buf(),
+            profile,
         })
+    }
+
+    /// How this engine runs.
+    pub fn profile(&self) -> Profile {
+        self.profile
     }
 
     /// SHA-256 (hex) of config.json and the weight files.
@@ -218,26 +291,18 @@ impl Engine {
                     .map_err(|e| EngineError::Data(format!("train row {}: {e}", i + 1)))
             })
             .collect::<Result<Vec<Example>, _>>()?;
+        let job = Job {
+            examples: &examples,
+            eval,
+            config,
+            options,
+            profile: &self.profile,
+            model_dir: &self.model_dir,
+        };
         let (loss, stats) = match &self.session {
-            Session::Cpu(r) => r.job(
-                &examples,
-                eval,
-                config,
-                options,
-                &self.model_dir,
-                cancel,
-                progress,
-            )?,
+            Session::Cpu(r) => r.run(&job, cancel, progress)?,
             #[cfg(feature = "cuda")]
-            Session::Cuda(r) => r.job(
-                &examples,
-                eval,
-                config,
-                options,
-                &self.model_dir,
-                cancel,
-                progress,
-            )?,
+            Session::Cuda(r) => r.run(&job, cancel, progress)?,
         };
         Ok(JobReport {
             eval_loss: loss,
@@ -252,20 +317,41 @@ impl Engine {
     }
 }
 
+/// The inputs of one job on a resident model.
+struct Job<'a> {
+    examples: &'a [Example],
+    eval: &'a EvalSet,
+    config: &'a TrainingConfig,
+    options: &'a JobOptions,
+    profile: &'a Profile,
+    model_dir: &'a Path,
+}
+
 impl<B: Backend> Resident<B> {
-    #[allow(clippy::too_many_arguments)]
-    fn job(
+    /// Runs `job`, then returns the device allocator's free pages (the base model stays).
+    fn run(
         &self,
-        examples: &[Example],
-        eval: &EvalSet,
-        config: &TrainingConfig,
-        options: &JobOptions,
-        model_dir: &Path,
+        job: &Job<'_>,
         cancel: &AtomicBool,
         progress: &mut dyn FnMut(JobProgress),
     ) -> Result<(f64, TrainStats), EngineError> {
-        let batch_rows = options.eval_batch_rows.unwrap_or(8);
-        let adapter = match &options.init_adapter {
+        let outcome = self.job(job, cancel, progress);
+        B::memory_cleanup(&self.device);
+        outcome
+    }
+
+    fn job(
+        &self,
+        job: &Job<'_>,
+        cancel: &AtomicBool,
+        progress: &mut dyn FnMut(JobProgress),
+    ) -> Result<(f64, TrainStats), EngineError> {
+        let config = job.config;
+        let mut batching = job.profile.eval;
+        if let Some(rows) = job.options.eval_batch_rows {
+            batching.rows = rows;
+        }
+        let adapter = match &job.options.init_adapter {
             Some(dir) => Some(load_adapter::<B>(dir, &self.model.config, &self.device)?),
             None if config.epochs > 0 => Some(Adapter::init(
                 &self.model.config,
@@ -277,22 +363,29 @@ impl<B: Backend> Resident<B> {
             None => None,
         };
         let (adapter, stats) = match adapter {
-            Some(adapter) if config.epochs > 0 && !examples.is_empty() => {
-                let (adapter, stats) =
-                    train(&self.model, adapter, examples, config, cancel, progress)?;
+            Some(adapter) if config.epochs > 0 && !job.examples.is_empty() => {
+                let (adapter, stats) = train_with(
+                    &self.model,
+                    adapter,
+                    job.examples,
+                    config,
+                    job.profile.train,
+                    cancel,
+                    progress,
+                )?;
                 (Some(adapter), stats)
             }
             other => (other, TrainStats::default()),
         };
-        if let (Some(dir), Some(adapter)) = (&options.save_adapter, &adapter) {
+        if let (Some(dir), Some(adapter)) = (&job.options.save_adapter, &adapter) {
             save_adapter(
                 dir,
                 adapter,
                 config.lora_dropout,
-                &model_dir.display().to_string(),
+                &job.model_dir.display().to_string(),
             )?;
         }
-        let loss = eval_loss(&self.model, adapter.as_ref(), eval, batch_rows)?;
+        let loss = eval_loss(&self.model, adapter.as_ref(), job.eval, batching)?;
         Ok((loss, stats))
     }
 }

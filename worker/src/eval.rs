@@ -4,7 +4,8 @@
 
 use burn::tensor::backend::Backend;
 
-use crate::batch::Batch;
+use crate::batch::{bucket_len, Batch};
+use crate::loss::{token_losses, LOGIT_CHUNK};
 use crate::chat::{ChatTokenizer, Example};
 use crate::error::EngineError;
 use crate::lora::{Adapter, LoraContext};
@@ -65,18 +66,44 @@ impl EvalSet {
     }
 }
 
-/// Most padded tokens in one eval forward pass: the logits alone take `tokens × vocab` floats
-/// (8192 × 151,936 × 4 B ≈ 5 GB for Qwen2.5), so long rows go in smaller batches.
+/// Most padded tokens in one eval forward pass on the CPU (the GPU's budget is set per device,
+/// [`EvalBatching`]).
 pub const EVAL_BATCH_TOKENS: usize = 8192;
+
+/// How eval rows are grouped into forward passes on a device.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct EvalBatching {
+    /// Most rows in one pass.
+    pub rows: usize,
+    /// Most padded tokens in one pass (a row longer than this goes alone).
+    pub tokens: usize,
+    /// Pad each batch to its [`crate::batch::bucket_len`].
+    pub bucket: bool,
+}
+
+impl Default for EvalBatching {
+    fn default() -> Self {
+        Self {
+            rows: 8,
+            tokens: EVAL_BATCH_TOKENS,
+            bucket: false,
+        }
+    }
+}
 
 /// Splits examples sorted longest first into batches of at most `rows` rows and `tokens` padded
 /// tokens (a row longer than `tokens` goes alone).
-fn batches(examples: &[Example], rows: usize, tokens: usize) -> Vec<&[Example]> {
+fn batches(examples: &[Example], batching: EvalBatching) -> Vec<&[Example]> {
     let mut out = Vec::new();
     let mut start = 0;
     while start < examples.len() {
         let longest = examples[start].len().max(1);
-        let fit = (tokens / longest).clamp(1, rows);
+        let padded = if batching.bucket {
+            bucket_len(longest)
+        } else {
+            longest
+        };
+        let fit = (batching.tokens / padded).clamp(1, batching.rows.max(1));
         let end = (start + fit).min(examples.len());
         out.push(&examples[start..end]);
         start = end;
@@ -84,12 +111,13 @@ fn batches(examples: &[Example], rows: usize, tokens: usize) -> Vec<&[Example]> 
     out
 }
 
-/// The eval loss of `model` (with `adapter` when given), `batch_rows` rows per forward pass.
+/// The eval loss of `model` (with `adapter` when given): logits only at supervised positions,
+/// a chunk of rows at a time; per-row sums reduced on the host in f64.
 pub fn eval_loss<B: Backend>(
     model: &Qwen2<B>,
     adapter: Option<&Adapter<B>>,
     set: &EvalSet,
-    batch_rows: usize,
+    batching: EvalBatching,
 ) -> Result<f64, EngineError> {
     if set.examples.is_empty() {
         return Err(EngineError::Data(
@@ -97,20 +125,29 @@ pub fn eval_loss<B: Backend>(
         ));
     }
     let device = model.embed_tokens.device();
-    let context = adapter.map(|a| LoraContext::new(a, 0.0));
+    let context = adapter.map(|a| LoraContext::new(a, None));
     let mut total = 0.0f64;
-    for chunk in batches(&set.examples, batch_rows.max(1), EVAL_BATCH_TOKENS) {
+    for chunk in batches(&set.examples, batching) {
         let refs: Vec<&Example> = chunk.iter().collect();
-        let batch = Batch::new(&refs);
-        let logits = model.forward(batch.ids_tensor(&device), context.as_ref());
-        let sums = batch.token_losses(logits).sum_dim(1);
-        let sums: Vec<f32> = sums
+        let batch = Batch::new(&refs, batching.bucket);
+        let last = model.last_hidden(batch.ids_tensor(&device), context.as_ref());
+        let hidden = model
+            .norm
+            .forward(last.select(0, batch.positions_tensor(&device)));
+        let losses = token_losses(model, hidden, batch.targets_tensor(&device), LOGIT_CHUNK);
+        let losses: Vec<f32> = losses
             .into_data()
             .convert::<f32>()
             .to_vec()
             .unwrap_or_default();
-        for (sum, tokens) in sums.iter().zip(&batch.row_tokens) {
-            total += f64::from(*sum) / *tokens as f64;
+        let mut offset = 0;
+        for tokens in &batch.row_tokens {
+            let sum: f64 = losses[offset..offset + tokens]
+                .iter()
+                .map(|l| f64::from(*l))
+                .sum();
+            total += sum / *tokens as f64;
+            offset += tokens;
         }
     }
     let loss = total / set.examples.len() as f64;
@@ -134,17 +171,22 @@ mod tests {
     #[test]
     fn batches_respect_rows_and_padded_tokens() {
         let examples = vec![ex(5000), ex(3000), ex(2000), ex(100), ex(90), ex(80)];
-        let sizes: Vec<usize> = batches(&examples, 8, 8192)
+        let batching = |rows, tokens| EvalBatching {
+            rows,
+            tokens,
+            bucket: false,
+        };
+        let sizes: Vec<usize> = batches(&examples, batching(8, 8192))
             .iter()
             .map(|b| b.len())
             .collect();
         // 5000 → 1 row (8192/5000); 3000 → 2 rows; 100 → 3 rows (row cap 8 > remaining).
         assert_eq!(sizes, vec![1, 2, 3]);
-        let sizes: Vec<usize> = batches(&examples, 2, 1 << 30)
+        let sizes: Vec<usize> = batches(&examples, batching(2, 1 << 30))
             .iter()
             .map(|b| b.len())
             .collect();
         assert_eq!(sizes, vec![2, 2, 2]);
-        assert!(batches(&[], 8, 8192).is_empty());
+        assert!(batches(&[], batching(8, 8192)).is_empty());
     }
 }

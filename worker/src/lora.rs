@@ -1,13 +1,15 @@
 //! LoRA adapters on every linear layer of every block, computed as `x·Wᵀ + s·(x·A)·B`.
 //!
 //! The dense `W + s·A·B` is never built: the adapter branch costs two thin matmuls and its
-//! gradients reach only `A` and `B`.
+//! gradients reach only `A` and `B`. The factors, their gradients and the optimizer state are
+//! always f32, whatever the precision of the frozen base.
 
-use burn::tensor::{backend::Backend, Distribution, Tensor, TensorData};
+use burn::tensor::{backend::Backend, Tensor, TensorData};
 use rand::{rngs::StdRng, Rng, SeedableRng};
 
 use crate::config::Qwen2Config;
-use crate::model::Linear;
+use crate::dropout::Dropout;
+use crate::precision::matmul;
 
 /// A projection that carries a LoRA adapter.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
@@ -76,27 +78,9 @@ impl Target {
         }
     }
 
-    fn index(self) -> usize {
+    /// Position in [`Target::ALL`].
+    pub fn index(self) -> usize {
         self as usize
-    }
-
-    /// `base(x) + s·(dropout(x)·A)·B` on `[rows, in]`, or just `base(x)` without an adapter.
-    pub fn apply<B: Backend>(
-        self,
-        base: &Linear<B>,
-        x: Tensor<B, 2>,
-        lora: Option<&LayerLora<'_, B>>,
-    ) -> Tensor<B, 2> {
-        let Some(lora) = lora else {
-            return base.forward(x);
-        };
-        let y = base.forward(x.clone());
-        let (a, b) = lora.adapter.pair(lora.layer, self);
-        let x = lora.dropout(x);
-        y + x
-            .matmul(a.clone())
-            .matmul(b.clone())
-            .mul_scalar(lora.adapter.scale())
     }
 }
 
@@ -155,6 +139,12 @@ impl<B: Backend> Adapter<B> {
         (layer * Target::ALL.len() + target.index()) * 2 + usize::from(is_b)
     }
 
+    /// The 14 factors of one layer, in [`Target::ALL`] order, A before B.
+    pub fn layer_factors(&self, layer: usize) -> &[Tensor<B, 2>] {
+        let per_layer = Target::ALL.len() * 2;
+        &self.params[layer * per_layer..(layer + 1) * per_layer]
+    }
+
     /// `(A, B)` of one projection.
     pub fn pair(&self, layer: usize, target: Target) -> (&Tensor<B, 2>, &Tensor<B, 2>) {
         let i = Self::index(layer, target, false);
@@ -172,45 +162,70 @@ impl<B: Backend> Adapter<B> {
     }
 }
 
-/// An adapter in use for one forward pass, with its dropout probability (0 at evaluation).
+/// An adapter in use for one forward pass, with the dropout masks of its micro-batch (none at
+/// evaluation).
 #[derive(Debug, Clone, Copy)]
 pub struct LoraContext<'a, B: Backend> {
     adapter: &'a Adapter<B>,
-    dropout: f64,
+    dropout: Option<&'a Dropout<B>>,
 }
 
 impl<'a, B: Backend> LoraContext<'a, B> {
-    /// Uses `adapter`, dropping LoRA inputs with probability `dropout`.
-    pub fn new(adapter: &'a Adapter<B>, dropout: f64) -> Self {
+    /// Uses `adapter`, dropping LoRA inputs with `dropout`'s masks when given.
+    pub fn new(adapter: &'a Adapter<B>, dropout: Option<&'a Dropout<B>>) -> Self {
         Self { adapter, dropout }
     }
 
     /// The view of one decoder layer.
     pub fn layer(&self, layer: usize) -> LayerLora<'a, B> {
-        LayerLora {
-            adapter: self.adapter,
+        LayerLora::new(
+            self.adapter.layer_factors(layer),
+            self.adapter.scale(),
             layer,
-            dropout: self.dropout,
-        }
+            self.dropout,
+        )
     }
 }
 
-/// The adapter of one decoder layer.
+/// The adapter of one decoder layer: its 14 factors (A, B of each [`Target`]), the branch scale
+/// and the dropout masks.
 #[derive(Debug, Clone, Copy)]
 pub struct LayerLora<'a, B: Backend> {
-    adapter: &'a Adapter<B>,
+    factors: &'a [Tensor<B, 2>],
+    scale: f64,
     layer: usize,
-    dropout: f64,
+    dropout: Option<&'a Dropout<B>>,
 }
 
-impl<B: Backend> LayerLora<'_, B> {
-    /// Inverted dropout on the LoRA input: keep with probability 1−p and scale by 1/(1−p).
-    fn dropout(&self, x: Tensor<B, 2>) -> Tensor<B, 2> {
-        if self.dropout <= 0.0 {
-            return x;
+impl<'a, B: Backend> LayerLora<'a, B> {
+    /// A layer's view over `factors` (`[A_q, B_q, A_k, B_k, …]` in [`Target::ALL`] order).
+    pub fn new(
+        factors: &'a [Tensor<B, 2>],
+        scale: f64,
+        layer: usize,
+        dropout: Option<&'a Dropout<B>>,
+    ) -> Self {
+        assert_eq!(factors.len(), Target::ALL.len() * 2, "a layer has 14 LoRA factors");
+        Self {
+            factors,
+            scale,
+            layer,
+            dropout,
         }
-        let keep = 1.0 - self.dropout;
-        let mask = x.random_like(Distribution::Bernoulli(keep));
-        x * mask.div_scalar(keep)
+    }
+
+    /// The branch `s·(dropout(x)·A)·B` of `target` for `x` `[batch·seq, in]` (f32).
+    pub fn delta(&self, target: Target, x: Tensor<B, 2>, batch: usize, seq: usize) -> Tensor<B, 2> {
+        let i = target.index() * 2;
+        let (a, b) = (&self.factors[i], &self.factors[i + 1]);
+        let x = match self.dropout {
+            Some(dropout) => {
+                let cols = x.dims()[1];
+                let mask = dropout.mask(self.layer, target.index(), batch, seq, cols);
+                x * mask
+            }
+            None => x,
+        };
+        matmul(matmul(x, a.clone()), b.clone()).mul_scalar(self.scale)
     }
 }

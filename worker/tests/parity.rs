@@ -13,7 +13,7 @@ use protocol::config::TrainingConfig;
 use serde_json::Value;
 use worker::chat::Example;
 use worker::checkpoint::load_model;
-use worker::eval::{eval_loss, EvalSet};
+use worker::eval::{eval_loss, EvalBatching, EvalSet};
 use worker::lora::{Adapter, LoraContext};
 use worker::model::Qwen2;
 use worker::peft::{load_adapter, tensor_values};
@@ -63,6 +63,14 @@ fn adapter(name: &str, model: &Qwen2<B>) -> Adapter<B> {
         .expect("adapter loads")
 }
 
+/// Eval batches of `n` rows.
+fn rows(n: usize) -> EvalBatching {
+    EvalBatching {
+        rows: n,
+        ..EvalBatching::default()
+    }
+}
+
 fn assert_rel(got: f64, want: f64, rel: f64, what: &str) {
     assert!(
         (got - want).abs() <= rel * want.abs(),
@@ -91,7 +99,7 @@ fn logits(model: &Qwen2<B>, adapter: Option<&Adapter<B>>, ids: &[i64]) -> Vec<f6
         TensorData::new(ids.to_vec(), [1, ids.len()]),
         &Default::default(),
     );
-    let context = adapter.map(|a| LoraContext::new(a, 0.0));
+    let context = adapter.map(|a| LoraContext::new(a, None));
     tensor_values(model.forward(input, context.as_ref()))
         .into_iter()
         .map(f64::from)
@@ -159,14 +167,14 @@ fn eval_losses_match_the_reference() {
         set.skipped() as u64,
         r["eval_rows_skipped"].as_u64().expect("skipped")
     );
-    let base = eval_loss(&model, None, &set, 2).expect("eval");
+    let base = eval_loss(&model, None, &set, rows(2)).expect("eval");
     assert_rel(
         base,
         r["base_eval_loss"].as_f64().expect("base"),
         1e-4,
         "base eval loss",
     );
-    let init = eval_loss(&model, Some(&adapter("adapter_init", &model)), &set, 3).expect("eval");
+    let init = eval_loss(&model, Some(&adapter("adapter_init", &model)), &set, rows(3)).expect("eval");
     assert_rel(
         init,
         r["init_eval_loss"].as_f64().expect("init"),
@@ -208,7 +216,7 @@ fn check_training(max_grad_norm: f64, losses_key: &str, final_key: &str) {
             assert_rel(*got, want, 1e-3, &format!("grad_norm[{step}]"));
         }
     }
-    let final_loss = eval_loss(&model, Some(&trained), &eval_set, 4).expect("eval");
+    let final_loss = eval_loss(&model, Some(&trained), &eval_set, rows(4)).expect("eval");
     assert_rel(
         final_loss,
         r[final_key].as_f64().expect("final"),
@@ -246,7 +254,7 @@ fn peft_trained_adapter_gives_the_reference_final_loss() {
         &model,
         Some(&adapter("adapter_trained", &model)),
         &eval_set,
-        8,
+        rows(8),
     )
     .expect("eval");
     assert_rel(

@@ -1,6 +1,7 @@
-//! Causal grouped-query self-attention with q/k/v bias and rotary positions.
+//! Grouped-query self-attention: the fused q/k/v projection with bias and rotary positions, and
+//! the output projection. The attention itself is in [`super::causal`].
 
-use burn::tensor::{activation::softmax, backend::Backend, Tensor, TensorData};
+use burn::tensor::{backend::Backend, Tensor};
 
 use super::{Linear, Rope};
 use crate::lora::{LayerLora, Target};
@@ -8,12 +9,9 @@ use crate::lora::{LayerLora, Target};
 /// Qwen2 self-attention: `num_heads` query heads share `num_kv_heads` key/value heads.
 #[derive(Debug, Clone)]
 pub struct Attention<B: Backend> {
-    /// `self_attn.q_proj` (with bias).
-    pub q_proj: Linear<B>,
-    /// `self_attn.k_proj` (with bias).
-    pub k_proj: Linear<B>,
-    /// `self_attn.v_proj` (with bias).
-    pub v_proj: Linear<B>,
+    /// `self_attn.{q,k,v}_proj` side by side, `[hidden, (heads + 2·kv_heads)·head_dim]`, with
+    /// their biases.
+    pub qkv_proj: Linear<B>,
     /// `self_attn.o_proj` (no bias).
     pub o_proj: Linear<B>,
     /// Query heads.
@@ -25,54 +23,44 @@ pub struct Attention<B: Backend> {
 }
 
 impl<B: Backend> Attention<B> {
-    /// Attends over `[batch, seq, hidden]` (passed flattened as `[batch·seq, hidden]`).
-    ///
-    /// Grouped heads are handled without copying K/V: the `group` query heads that share a KV head
-    /// are stacked along the sequence axis, `[b, kv, group·seq, d]`, and multiplied by that KV head
-    /// once; the causal mask is tiled to match.
-    pub fn forward(
+    /// Queries `[batch, heads, seq, d]`, keys and values `[batch, kv_heads, seq, d]` (f32, RoPE
+    /// applied) of the normalised hidden states `x` `[batch·seq, hidden]`, each projection with
+    /// its LoRA branch.
+    pub fn project(
         &self,
         x: Tensor<B, 2>,
         batch: usize,
         seq: usize,
         rope: &Rope<B>,
         lora: Option<&LayerLora<'_, B>>,
-    ) -> Tensor<B, 2> {
+    ) -> (Tensor<B, 4>, Tensor<B, 4>, Tensor<B, 4>) {
         let (heads, kv_heads, d) = (self.num_heads, self.num_kv_heads, self.head_dim);
-        let group = heads / kv_heads;
-        let q = Target::Q.apply(&self.q_proj, x.clone(), lora);
-        let k = Target::K.apply(&self.k_proj, x.clone(), lora);
-        let v = Target::V.apply(&self.v_proj, x, lora);
-
+        let rows = batch * seq;
+        let (q_width, kv_width) = (heads * d, kv_heads * d);
+        let fused = self.qkv_proj.forward(x.clone());
+        let mut q = fused.clone().slice([0..rows, 0..q_width]);
+        let mut k = fused.clone().slice([0..rows, q_width..q_width + kv_width]);
+        let mut v = fused.slice([0..rows, q_width + kv_width..q_width + 2 * kv_width]);
+        if let Some(lora) = lora {
+            q = q + lora.delta(Target::Q, x.clone(), batch, seq);
+            k = k + lora.delta(Target::K, x.clone(), batch, seq);
+            v = v + lora.delta(Target::V, x, batch, seq);
+        }
         let q = rope.apply(q.reshape([batch, seq, heads, d]).swap_dims(1, 2));
         let k = rope.apply(k.reshape([batch, seq, kv_heads, d]).swap_dims(1, 2));
         let v = v.reshape([batch, seq, kv_heads, d]).swap_dims(1, 2);
-
-        let q = q.reshape([batch, kv_heads, group * seq, d]);
-        let scores = q
-            .matmul(k.swap_dims(2, 3))
-            .mul_scalar(1.0 / (d as f64).sqrt());
-        let scores = scores + causal_mask::<B>(group, seq, &v.device());
-        let probs = softmax(scores, 3);
-        let out = probs
-            .matmul(v)
-            .reshape([batch, heads, seq, d])
-            .swap_dims(1, 2)
-            .reshape([batch * seq, heads * d]);
-        Target::O.apply(&self.o_proj, out, lora)
+        (q, k, v)
     }
-}
 
-/// Additive mask `[1, 1, group·seq, seq]`: 0 where query position ≥ key position, −∞ above the
-/// diagonal; the pattern repeats for each stacked query head.
-fn causal_mask<B: Backend>(group: usize, seq: usize, device: &B::Device) -> Tensor<B, 4> {
-    let mut values = Vec::with_capacity(group * seq * seq);
-    for _ in 0..group {
-        for query in 0..seq {
-            for key in 0..seq {
-                values.push(if key > query { f32::NEG_INFINITY } else { 0.0 });
-            }
+    /// The output projection (with its LoRA branch) of the attention output
+    /// `[batch, heads, seq, d]`, as `[batch·seq, hidden]`.
+    pub fn output(&self, attended: Tensor<B, 4>, lora: Option<&LayerLora<'_, B>>) -> Tensor<B, 2> {
+        let [batch, heads, seq, d] = attended.dims();
+        let x = attended.swap_dims(1, 2).reshape([batch * seq, heads * d]);
+        let y = self.o_proj.forward(x.clone());
+        match lora {
+            Some(lora) => y + lora.delta(Target::O, x, batch, seq),
+            None => y,
         }
     }
-    Tensor::from_data(TensorData::new(values, [1, 1, group * seq, seq]), device)
 }

@@ -45,9 +45,7 @@ impl<B: Backend> Lift<B> for Block<B> {
         Block {
             input_layernorm: self.input_layernorm.lift(),
             self_attn: Attention {
-                q_proj: a.q_proj.lift(),
-                k_proj: a.k_proj.lift(),
-                v_proj: a.v_proj.lift(),
+                qkv_proj: a.qkv_proj.lift(),
                 o_proj: a.o_proj.lift(),
                 num_heads: a.num_heads,
                 num_kv_heads: a.num_kv_heads,
@@ -55,8 +53,7 @@ impl<B: Backend> Lift<B> for Block<B> {
             },
             post_attention_layernorm: self.post_attention_layernorm.lift(),
             mlp: Mlp {
-                gate_proj: self.mlp.gate_proj.lift(),
-                up_proj: self.mlp.up_proj.lift(),
+                gate_up_proj: self.mlp.gate_up_proj.lift(),
                 down_proj: self.mlp.down_proj.lift(),
             },
         }
@@ -68,6 +65,8 @@ impl<B: Backend> Lift<B> for Qwen2<B> {
     fn lift(&self) -> Self::Lifted {
         Qwen2 {
             config: self.config.clone(),
+            precision: self.precision,
+            attention: self.attention,
             embed_tokens: lift(&self.embed_tokens),
             layers: self.layers.iter().map(Lift::lift).collect(),
             norm: self.norm.lift(),

@@ -1,4 +1,4 @@
-//! The SiLU-gated feed-forward network.
+//! The SiLU-gated feed-forward network, with the gate and up projections fused into one matmul.
 
 use burn::tensor::{activation::silu, backend::Backend, Tensor};
 
@@ -8,19 +8,35 @@ use crate::lora::{LayerLora, Target};
 /// `down(silu(gate(x)) · up(x))`, each projection with its LoRA branch.
 #[derive(Debug, Clone)]
 pub struct Mlp<B: Backend> {
-    /// `mlp.gate_proj`.
-    pub gate_proj: Linear<B>,
-    /// `mlp.up_proj`.
-    pub up_proj: Linear<B>,
+    /// `mlp.gate_proj` and `mlp.up_proj` side by side, `[hidden, 2·intermediate]`.
+    pub gate_up_proj: Linear<B>,
     /// `mlp.down_proj`.
     pub down_proj: Linear<B>,
 }
 
 impl<B: Backend> Mlp<B> {
-    /// Applies the MLP to `[rows, hidden]`.
-    pub fn forward(&self, x: Tensor<B, 2>, lora: Option<&LayerLora<'_, B>>) -> Tensor<B, 2> {
-        let gate = Target::Gate.apply(&self.gate_proj, x.clone(), lora);
-        let up = Target::Up.apply(&self.up_proj, x, lora);
-        Target::Down.apply(&self.down_proj, silu(gate) * up, lora)
+    /// Applies the MLP to `[batch·seq, hidden]` (f32).
+    pub fn forward(
+        &self,
+        x: Tensor<B, 2>,
+        batch: usize,
+        seq: usize,
+        lora: Option<&LayerLora<'_, B>>,
+    ) -> Tensor<B, 2> {
+        let rows = batch * seq;
+        let inter = self.gate_up_proj.d_out() / 2;
+        let fused = self.gate_up_proj.forward(x.clone());
+        let mut gate = fused.clone().slice([0..rows, 0..inter]);
+        let mut up = fused.slice([0..rows, inter..2 * inter]);
+        if let Some(lora) = lora {
+            gate = gate + lora.delta(Target::Gate, x.clone(), batch, seq);
+            up = up + lora.delta(Target::Up, x, batch, seq);
+        }
+        let hidden = silu(gate) * up;
+        let y = self.down_proj.forward(hidden.clone());
+        match lora {
+            Some(lora) => y + lora.delta(Target::Down, hidden, batch, seq),
+            None => y,
+        }
     }
 }

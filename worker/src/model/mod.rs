@@ -1,11 +1,15 @@
-//! The Qwen2 decoder (token embedding, N blocks, final norm, lm_head), generic over the Burn backend.
+//! The Qwen2 decoder (token embedding, N blocks, final norm, lm_head), generic over the Burn
+//! backend: a config, a few small modules (attention, causal attention, MLP, block, norm, RoPE)
+//! and [`crate::checkpoint`], the one place that maps checkpoint names onto them.
 //!
-//! The base weights are plain tensors owned by [`Qwen2`]; they never require gradients. A LoRA
-//! [`Adapter`](crate::lora::Adapter) is passed to [`Qwen2::forward`] separately, so one resident base
-//! model serves every job with a fresh adapter.
+//! The base weights are plain tensors owned by [`Qwen2`], stored in its [`Precision`]; they never
+//! require gradients. A LoRA adapter is passed to each forward pass separately, so one resident
+//! base model serves every job with a fresh adapter. The residual stream is f32 `[batch·seq,
+//! hidden]` throughout.
 
 mod attention;
 mod block;
+pub mod causal;
 mod lift;
 mod linear;
 mod mlp;
@@ -14,6 +18,7 @@ mod rope;
 
 pub use attention::Attention;
 pub use block::Block;
+pub use causal::AttentionKernel;
 pub use lift::Lift;
 pub use linear::Linear;
 pub use mlp::Mlp;
@@ -24,12 +29,17 @@ use burn::tensor::{backend::Backend, Int, Tensor};
 
 use crate::config::Qwen2Config;
 use crate::lora::LoraContext;
+use crate::precision::{matmul_f32, to_f32, Precision};
 
 /// A Qwen2 causal language model with frozen base weights.
 #[derive(Debug, Clone)]
 pub struct Qwen2<B: Backend> {
     /// The architecture.
     pub config: Qwen2Config,
+    /// The dtype of the frozen weights and their products.
+    pub precision: Precision,
+    /// How the forward pass computes attention.
+    pub attention: AttentionKernel,
     /// Token embedding `[vocab, hidden]` (HF `model.embed_tokens.weight`).
     pub embed_tokens: Tensor<B, 2>,
     /// The decoder blocks.
@@ -41,49 +51,67 @@ pub struct Qwen2<B: Backend> {
 }
 
 impl<B: Backend> Qwen2<B> {
-    /// Logits `[batch, seq, vocab]` for token ids `[batch, seq]`, with the adapter when given.
-    ///
-    /// Attention is causal; sequences are right-padded, so padding never influences a real token.
+    /// The f32 embeddings `[batch·seq, hidden]` of token ids `[batch, seq]`.
+    pub fn embed(&self, ids: Tensor<B, 2, Int>) -> Tensor<B, 2> {
+        let [batch, seq] = ids.dims();
+        to_f32(
+            self.embed_tokens
+                .clone()
+                .select(0, ids.reshape([batch * seq])),
+        )
+    }
+
+    /// The rotary tables for `seq` positions.
+    pub fn rope(&self, seq: usize, device: &B::Device) -> Rope<B> {
+        Rope::new(&self.config, seq, device)
+    }
+
+    /// The output projection `[vocab, hidden]`: `lm_head`, or the embedding when tied.
+    pub fn head_weight(&self) -> Tensor<B, 2> {
+        self.lm_head.as_ref().unwrap_or(&self.embed_tokens).clone()
+    }
+
+    /// f32 logits `[rows, vocab]` of final normalised hidden states `[rows, hidden]`.
+    pub fn logits(&self, hidden: Tensor<B, 2>) -> Tensor<B, 2> {
+        matmul_f32(hidden, self.head_weight().transpose(), self.precision)
+    }
+
+    /// The residual stream after every block, `[batch·seq, hidden]`, for token ids
+    /// `[batch, seq]` (not yet normalised by the final norm).
+    pub fn last_hidden(
+        &self,
+        ids: Tensor<B, 2, Int>,
+        lora: Option<&LoraContext<'_, B>>,
+    ) -> Tensor<B, 2> {
+        let [batch, seq] = ids.dims();
+        let rope = self.rope(seq, &ids.device());
+        let mut x = self.embed(ids);
+        for (index, layer) in self.layers.iter().enumerate() {
+            let layer_lora = lora.map(|l| l.layer(index));
+            x = layer.forward(
+                x,
+                batch,
+                seq,
+                &rope,
+                self.attention,
+                self.precision,
+                layer_lora.as_ref(),
+            );
+        }
+        x
+    }
+
+    /// Logits `[batch, seq, vocab]` for token ids `[batch, seq]` at every position, with the
+    /// adapter when given. Training and evaluation compute logits only where the loss needs
+    /// them ([`crate::loss`]); this is for checks against other implementations.
     pub fn forward(
         &self,
         ids: Tensor<B, 2, Int>,
         lora: Option<&LoraContext<'_, B>>,
     ) -> Tensor<B, 3> {
-        let hidden = self.hidden_states(ids, lora);
-        self.lm_head(hidden)
-    }
-
-    /// The final normalised hidden states `[batch, seq, hidden]`.
-    pub fn hidden_states(
-        &self,
-        ids: Tensor<B, 2, Int>,
-        lora: Option<&LoraContext<'_, B>>,
-    ) -> Tensor<B, 3> {
         let [batch, seq] = ids.dims();
-        let device = ids.device();
-        let hidden = self.config.hidden_size;
-        let flat = ids.reshape([batch * seq]);
-        let mut x = self
-            .embed_tokens
-            .clone()
-            .select(0, flat)
-            .reshape([batch, seq, hidden]);
-        let rope = Rope::new(&self.config, seq, &device);
-        for (index, layer) in self.layers.iter().enumerate() {
-            x = layer.forward(x, &rope, lora.map(|l| l.layer(index)));
-        }
-        self.norm.forward(x)
-    }
-
-    /// Projects hidden states `[batch, seq, hidden]` to logits `[batch, seq, vocab]`; the tied head
-    /// multiplies by the transposed embedding.
-    pub fn lm_head(&self, hidden: Tensor<B, 3>) -> Tensor<B, 3> {
-        let [batch, seq, width] = hidden.dims();
-        let head = self.lm_head.as_ref().unwrap_or(&self.embed_tokens).clone();
-        let vocab = head.dims()[0];
-        hidden
-            .reshape([batch * seq, width])
-            .matmul(head.transpose())
-            .reshape([batch, seq, vocab])
+        let hidden = self.norm.forward(self.last_hidden(ids, lora));
+        let vocab = self.config.vocab_size;
+        self.logits(hidden).reshape([batch, seq, vocab])
     }
 }

@@ -1,5 +1,6 @@
 //! Rotary position embedding in the Hugging Face "rotate half" form (not Burn's interleaved one).
 
+use burn::backend::Autodiff;
 use burn::tensor::{backend::Backend, Tensor, TensorData};
 
 use crate::config::Qwen2Config;
@@ -47,5 +48,14 @@ impl<B: Backend> Rope<B> {
         let second = x.clone().narrow(3, self.half, self.half);
         let rotated = Tensor::cat(vec![second.neg(), first], 3);
         x * self.cos.clone() + rotated * self.sin.clone()
+    }
+
+    /// The same tables on the autodiff backend (shared, not copied).
+    pub fn lift(&self) -> Rope<Autodiff<B>> {
+        Rope {
+            cos: Tensor::from_inner(self.cos.clone()),
+            sin: Tensor::from_inner(self.sin.clone()),
+            half: self.half,
+        }
     }
 }
