@@ -133,7 +133,10 @@ mod tests {
         for len in 1..=4096 {
             let padded = bucket_len(len);
             assert!(padded >= len);
-            assert!(padded - len < 64 || 2 * (padded - len) < len, "{len} → {padded}");
+            assert!(
+                padded - len < 64 || 2 * (padded - len) < len,
+                "{len} → {padded}"
+            );
             seen.insert(padded);
         }
         assert_eq!(

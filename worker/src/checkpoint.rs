@@ -10,7 +10,7 @@ use sha2::{Digest, Sha256};
 
 use crate::config::Qwen2Config;
 use crate::error::EngineError;
-use crate::model::{Attention, AttentionKernel, Block, Linear, Mlp, Qwen2, RmsNorm};
+use crate::model::{Attention, AttentionKernel, Block, Linear, Mlp, Projections, Qwen2, RmsNorm};
 use crate::precision::Precision;
 use crate::tensors::view_to_f32;
 
@@ -157,6 +157,7 @@ struct Loader<'a, B: Backend> {
     used: BTreeSet<String>,
     device: &'a B::Device,
     precision: Precision,
+    fuse: bool,
 }
 
 impl<B: Backend> Loader<'_, B> {
@@ -197,9 +198,11 @@ impl<B: Backend> Loader<'_, B> {
         let mut biases = Vec::with_capacity(d_out);
         let mut column = 0;
         for (name, out) in parts {
-            let values = self
-                .files
-                .take(&format!("{prefix}.{name}.weight"), &[*out, d_in], &mut self.used)?;
+            let values = self.files.take(
+                &format!("{prefix}.{name}.weight"),
+                &[*out, d_in],
+                &mut self.used,
+            )?;
             for o in 0..*out {
                 for i in 0..d_in {
                     weight[i * d_out + column + o] = values[o * d_in + i];
@@ -214,6 +217,28 @@ impl<B: Backend> Loader<'_, B> {
             weight: self.stored(weight, [d_in, d_out]),
             bias: bias.then(|| Tensor::from_data(TensorData::new(biases, [d_out]), self.device)),
         })
+    }
+
+    /// The projections `prefix.{name}` of one input, fused when the loader fuses.
+    fn projections(
+        &mut self,
+        prefix: &str,
+        parts: &[(&str, usize)],
+        d_in: usize,
+        bias: bool,
+    ) -> Result<Projections<B>, EngineError> {
+        if self.fuse {
+            Ok(Projections::Fused {
+                linear: self.fused_linear(prefix, parts, d_in, bias)?,
+                widths: parts.iter().map(|(_, w)| *w).collect(),
+            })
+        } else {
+            let layers = parts
+                .iter()
+                .map(|part| self.fused_linear(prefix, &[*part], d_in, bias))
+                .collect::<Result<_, _>>()?;
+            Ok(Projections::Separate(layers))
+        }
     }
 
     fn norm(&mut self, name: &str, len: usize, eps: f64) -> Result<RmsNorm<B>, EngineError> {
@@ -240,14 +265,17 @@ pub struct LoadOptions {
     pub precision: Precision,
     /// The attention kernel of forward passes.
     pub attention: AttentionKernel,
+    /// Fuse q/k/v and gate/up into one matmul each.
+    pub fuse: bool,
 }
 
 impl Default for LoadOptions {
-    /// f32 and Burn's native attention kernel.
+    /// f32, Burn's native attention kernel, projections apart (the CPU's defaults).
     fn default() -> Self {
         Self {
             precision: Precision::F32,
             attention: AttentionKernel::Native,
+            fuse: false,
         }
     }
 }
@@ -262,7 +290,7 @@ pub fn load_model<B: Backend>(
 
 /// Loads `config.json` and the safetensors weights of `dir` onto `device`: projection weights
 /// and the embedding in `options.precision` (from f32, bf16 or f16 on disk), norms and biases in
-/// f32; q/k/v and gate/up fused. A missing, misshapen or unexpected tensor is an error naming it.
+/// f32; q/k/v and gate/up fused when `options.fuse`. A missing, misshapen or unexpected tensor is an error naming it.
 pub fn load_model_with<B: Backend>(
     dir: &Path,
     device: &B::Device,
@@ -278,6 +306,7 @@ pub fn load_model_with<B: Backend>(
         used: BTreeSet::new(),
         device,
         precision: options.precision,
+        fuse: options.fuse,
     };
     let c = &config;
     let (h, q_dim, kv, inter) = (
@@ -297,13 +326,18 @@ pub fn load_model_with<B: Backend>(
                 c.rms_norm_eps,
             )?,
             self_attn: Attention {
-                qkv_proj: loader.fused_linear(
+                qkv_proj: loader.projections(
                     &format!("{p}.self_attn"),
                     &[("q_proj", q_dim), ("k_proj", kv), ("v_proj", kv)],
                     h,
                     true,
                 )?,
-                o_proj: loader.fused_linear(&format!("{p}.self_attn"), &[("o_proj", h)], q_dim, false)?,
+                o_proj: loader.fused_linear(
+                    &format!("{p}.self_attn"),
+                    &[("o_proj", h)],
+                    q_dim,
+                    false,
+                )?,
                 num_heads: c.num_attention_heads,
                 num_kv_heads: c.num_key_value_heads,
                 head_dim: c.head_dim(),
@@ -314,13 +348,18 @@ pub fn load_model_with<B: Backend>(
                 c.rms_norm_eps,
             )?,
             mlp: Mlp {
-                gate_up_proj: loader.fused_linear(
+                gate_up_proj: loader.projections(
                     &format!("{p}.mlp"),
                     &[("gate_proj", inter), ("up_proj", inter)],
                     h,
                     false,
                 )?,
-                down_proj: loader.fused_linear(&format!("{p}.mlp"), &[("down_proj", h)], inter, false)?,
+                down_proj: loader.fused_linear(
+                    &format!("{p}.mlp"),
+                    &[("down_proj", h)],
+                    inter,
+                    false,
+                )?,
             },
         });
     }

@@ -155,6 +155,39 @@ impl Qwen2Config {
         Ok(())
     }
 
+    /// The architecture of Qwen/Qwen2.5-1.5B-Instruct (its `config.json`).
+    pub fn qwen2_5_1_5b() -> Self {
+        Self {
+            vocab_size: 151_936,
+            hidden_size: 1536,
+            intermediate_size: 8960,
+            num_hidden_layers: 28,
+            num_attention_heads: 12,
+            num_key_value_heads: 2,
+            rope_theta: 1_000_000.0,
+            rms_norm_eps: 1e-6,
+            tie_word_embeddings: true,
+            max_position_embeddings: 32_768,
+            hidden_act: "silu".into(),
+            model_type: "qwen2".into(),
+            rope_parameters: None,
+            rope_scaling: None,
+        }
+    }
+
+    /// A "1.5B-shaped" proxy for memory measurements on the CPU: Qwen2.5-1.5B's 28 layers,
+    /// 12/2 heads, 151,936-token vocabulary and tied head, with `hidden` (a multiple of 24)
+    /// instead of 1536 and the MLP narrowed in the same ratio. Attention scores and logits have
+    /// their full size in it; only the per-token widths shrink.
+    pub fn proxy_1_5b(hidden: usize) -> Self {
+        let real = Self::qwen2_5_1_5b();
+        Self {
+            hidden_size: hidden,
+            intermediate_size: hidden * real.intermediate_size / real.hidden_size,
+            ..real
+        }
+    }
+
     /// Width of one attention head.
     pub fn head_dim(&self) -> usize {
         self.hidden_size / self.num_attention_heads

@@ -92,15 +92,12 @@ impl<B: Backend> Dropout<B> {
         let span = TABLE_LEN as i64;
         let mut rows = Vec::with_capacity(batch * seq);
         for b in 0..batch {
-            let mut rng = StdRng::seed_from_u64(mix(&[self.seed, layer as u64, target as u64, b as u64]));
+            let mut rng =
+                StdRng::seed_from_u64(mix(&[self.seed, layer as u64, target as u64, b as u64]));
             rows.extend((0..seq).map(|_| rng.random_range(0..span)));
         }
-        let mut rng = StdRng::seed_from_u64(mix(&[
-            self.seed,
-            layer as u64,
-            target as u64,
-            u64::MAX,
-        ]));
+        let mut rng =
+            StdRng::seed_from_u64(mix(&[self.seed, layer as u64, target as u64, u64::MAX]));
         let columns: Vec<i64> = (0..cols).map(|_| rng.random_range(0..span)).collect();
         let rows = Tensor::<B, 2, Int>::from_data(TensorData::new(rows, [batch * seq, 1]), &device);
         let columns = Tensor::<B, 2, Int>::from_data(TensorData::new(columns, [1, cols]), &device);
@@ -142,7 +139,10 @@ mod tests {
         let dropout = Dropout::<B>::new(0.1, 7, &device).expect("p > 0");
         let micro = dropout.for_micro_batch(3, 1);
         // the same coordinates give the same mask, drawn twice
-        assert_eq!(values(micro.mask(1, 4, 2, 9, 16)), values(micro.mask(1, 4, 2, 9, 16)));
+        assert_eq!(
+            values(micro.mask(1, 4, 2, 9, 16)),
+            values(micro.mask(1, 4, 2, 9, 16))
+        );
         // padding a row further does not change the mask of its real positions
         let short = values(micro.mask(1, 4, 2, 9, 16));
         let padded = values(micro.mask(1, 4, 2, 12, 16));
@@ -155,7 +155,13 @@ mod tests {
         // another layer, target, step or micro-batch draws another mask
         assert_ne!(short, values(micro.mask(2, 4, 2, 9, 16)));
         assert_ne!(short, values(micro.mask(1, 5, 2, 9, 16)));
-        assert_ne!(short, values(dropout.for_micro_batch(3, 2).mask(1, 4, 2, 9, 16)));
-        assert_ne!(short, values(dropout.for_micro_batch(4, 1).mask(1, 4, 2, 9, 16)));
+        assert_ne!(
+            short,
+            values(dropout.for_micro_batch(3, 2).mask(1, 4, 2, 9, 16))
+        );
+        assert_ne!(
+            short,
+            values(dropout.for_micro_batch(4, 1).mask(1, 4, 2, 9, 16))
+        );
     }
 }

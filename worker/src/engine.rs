@@ -103,6 +103,8 @@ pub struct Profile {
     pub precision: Precision,
     /// Attention kernel of forward passes.
     pub attention: AttentionKernel,
+    /// Fuse q/k/v and gate/up into one matmul each.
+    pub fuse: bool,
     /// Training-loop settings.
     pub train: TrainSettings,
     /// Eval batching.
@@ -110,15 +112,25 @@ pub struct Profile {
 }
 
 impl Profile {
-    /// The defaults of `device`. CPU: f32, exact sequence lengths, eval batches of 8 rows and
-    /// 8,192 tokens. CUDA: bf16 base weights, lengths padded to buckets (few autotune keys),
-    /// eval batches of up to 64 rows and 32,768 tokens. Both: Burn's native attention kernel
-    /// forward, and the recomputing backward pass.
+    /// How to load the base model for this profile.
+    pub fn load_options(&self) -> LoadOptions {
+        LoadOptions {
+            precision: self.precision,
+            attention: self.attention,
+            fuse: self.fuse,
+        }
+    }
+
+    /// The defaults of `device`. CPU: f32, projections apart, exact sequence lengths, eval
+    /// batches of 8 rows and 8,192 tokens. CUDA: bf16 base weights, q/k/v and gate/up fused,
+    /// lengths padded to buckets (few autotune keys), eval batches of up to 64 rows and 32,768
+    /// tokens. Both: Burn's native attention kernel forward, and the recomputing backward pass.
     pub fn for_device(device: &Device) -> Self {
         match device {
             Device::Cpu => Self {
                 precision: Precision::F32,
                 attention: AttentionKernel::Native,
+                fuse: false,
                 train: TrainSettings {
                     backward: Backward::Recompute,
                     bucket: false,
@@ -132,6 +144,7 @@ impl Profile {
             Device::Cuda(_) => Self {
                 precision: Precision::Bf16,
                 attention: AttentionKernel::Native,
+                fuse: true,
                 train: TrainSettings {
                     backward: Backward::Recompute,
                     bucket: true,
@@ -180,10 +193,7 @@ impl Engine {
         profile: Profile,
     ) -> Result<Engine, EngineError> {
         let tokenizer = ChatTokenizer::load(&model_dir.join("tokenizer.json"))?;
-        let options = LoadOptions {
-            precision: profile.precision,
-            attention: profile.attention,
-        };
+        let options = profile.load_options();
         let (session, model_id) = match device {
             Device::Cpu => {
                 let device = Default::default();

@@ -5,10 +5,10 @@
 use burn::tensor::backend::Backend;
 
 use crate::batch::{bucket_len, Batch};
-use crate::loss::{token_losses, LOGIT_CHUNK};
 use crate::chat::{ChatTokenizer, Example};
 use crate::error::EngineError;
 use crate::lora::{Adapter, LoraContext};
+use crate::loss::{token_losses, LOGIT_CHUNK};
 use crate::model::Qwen2;
 use protocol::dataset::Row;
 

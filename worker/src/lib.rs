@@ -26,8 +26,8 @@ pub mod tiny;
 pub mod train;
 
 pub use engine::{CpuBackend, Device, Engine, JobOptions, JobReport, Profile};
-pub use precision::Precision;
 pub use error::EngineError;
 pub use eval::EvalSet;
+pub use precision::Precision;
 pub use tiny::write_tiny_model;
 pub use train::JobProgress;

@@ -205,7 +205,11 @@ impl<'a, B: Backend> LayerLora<'a, B> {
         layer: usize,
         dropout: Option<&'a Dropout<B>>,
     ) -> Self {
-        assert_eq!(factors.len(), Target::ALL.len() * 2, "a layer has 14 LoRA factors");
+        assert_eq!(
+            factors.len(),
+            Target::ALL.len() * 2,
+            "a layer has 14 LoRA factors"
+        );
         Self {
             factors,
             scale,

@@ -25,7 +25,11 @@ fn rows_of<B: Backend>(hidden: &Tensor<B, 2>, start: usize, end: usize) -> Tenso
     hidden.clone().slice([start..end, 0..width])
 }
 
-fn targets_of<B: Backend>(targets: &Tensor<B, 2, Int>, start: usize, end: usize) -> Tensor<B, 2, Int> {
+fn targets_of<B: Backend>(
+    targets: &Tensor<B, 2, Int>,
+    start: usize,
+    end: usize,
+) -> Tensor<B, 2, Int> {
     targets.clone().slice([start..end, 0..1])
 }
 
@@ -66,11 +70,12 @@ pub fn token_losses_with_grad<B: Backend>(
     for (start, end) in chunks(rows, chunk) {
         let logits = model.logits(rows_of(&hidden, start, end));
         let target = targets_of(&targets, start, end);
+        let target_logit = logits.clone().gather(1, target.clone());
         let max = logits.clone().max_dim(1);
-        let exp = (logits.clone() - max.clone()).exp();
+        let exp = (logits - max.clone()).exp();
         let sum = exp.clone().sum_dim(1);
         let lse = sum.clone().log() + max;
-        losses.push(lse - logits.gather(1, target.clone()));
+        losses.push(lse - target_logit);
         let minus_one = Tensor::<B, 2>::full([end - start, 1], -1.0, &hidden.device());
         let dlogits = (exp / sum)
             .scatter(1, target, minus_one, IndexingUpdateOp::Add)

@@ -10,7 +10,7 @@ use clap::{Parser, Subcommand};
 use indicatif::{ProgressBar, ProgressStyle};
 use protocol::config::TrainingConfig;
 use protocol::dataset::{parse_dataset, DatasetLimits, Row};
-use worker::{Device, Engine, JobOptions};
+use worker::{Device, Engine, JobOptions, Profile};
 
 #[derive(Parser)]
 #[command(name = "worker", version, about = "Murmuration evaluation engine")]
@@ -44,6 +44,9 @@ enum Command {
         /// cpu, cuda or cuda:N.
         #[arg(long, default_value = "cpu")]
         device: String,
+        /// f32 or bf16 for the frozen base (default: f32 on the CPU, bf16 on CUDA).
+        #[arg(long)]
+        precision: Option<String>,
         /// Print one JSON object on stdout.
         #[arg(long)]
         json: bool,
@@ -57,7 +60,24 @@ enum Command {
         #[arg(long, default_value_t = 7)]
         seed: u64,
     },
-    /// Measure training tokens/s and eval rows/s.
+    /// Write a model of a real architecture with random weights (for benchmarks).
+    RandomModel {
+        /// Output directory.
+        #[arg(long)]
+        out: PathBuf,
+        /// qwen2.5-1.5b (Qwen2.5-1.5B-Instruct's shapes) or proxy:HIDDEN (its 28 layers, heads
+        /// and vocabulary with a narrow hidden size).
+        #[arg(long, default_value = "qwen2.5-1.5b")]
+        shape: String,
+        /// Store the weights in bf16 (as the real checkpoint).
+        #[arg(long)]
+        bf16: bool,
+        /// Seed of the weights.
+        #[arg(long, default_value_t = 1)]
+        seed: u64,
+    },
+    /// Measure training tokens/s and eval rows/s, or memory (--memory), or exact shapes
+    /// (--synthetic).
     Bench(worker::bench::BenchArgs),
     /// Serve jobs to a coordinator over QUIC ([worker_node] of the config).
     Serve {
@@ -123,6 +143,26 @@ fn run(cli: Cli) -> Result<()> {
             eprintln!("wrote a tiny Qwen2 model to {}", out.display());
             Ok(())
         }
+        Command::RandomModel {
+            out,
+            shape,
+            bf16,
+            seed,
+        } => {
+            let config = match shape.as_str() {
+                "qwen2.5-1.5b" => worker::config::Qwen2Config::qwen2_5_1_5b(),
+                other => match other.strip_prefix("proxy:").and_then(|h| h.parse().ok()) {
+                    Some(hidden) => worker::config::Qwen2Config::proxy_1_5b(hidden),
+                    None => {
+                        anyhow::bail!("--shape {other:?}: expected qwen2.5-1.5b or proxy:HIDDEN")
+                    }
+                },
+            };
+            config.validate().map_err(anyhow::Error::msg)?;
+            worker::tiny::write_random_model(&out, &config, seed, bf16)?;
+            eprintln!("wrote a random {shape} model to {}", out.display());
+            Ok(())
+        }
         Command::Bench(args) => worker::bench::run(&args),
         Command::Serve { config } => {
             let cluster = protocol::config::ClusterConfig::load(&config)?;
@@ -156,11 +196,16 @@ fn run(cli: Cli) -> Result<()> {
             init_adapter,
             save_adapter,
             device,
+            precision,
             json,
         } => {
             let config = load_training(config.as_deref())?;
             let device: Device = device.parse()?;
-            let engine = Engine::load(&model, &device)?;
+            let mut profile = Profile::for_device(&device);
+            if let Some(precision) = precision {
+                profile.precision = precision.parse().map_err(anyhow::Error::msg)?;
+            }
+            let engine = Engine::load_with(&model, &device, profile)?;
             let train_rows = read_rows(&train, config.max_rows)?;
             let eval_rows = read_rows(&eval, usize::MAX)?;
             let eval_set = engine.prepare_eval(&eval_rows, &config)?;

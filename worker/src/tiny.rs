@@ -134,6 +134,42 @@ pub fn write_tiny_model(out: &Path, seed: u64) -> Result<(), EngineError> {
     std::fs::write(&tokenizer_path, tokenizer_json).map_err(|e| EngineError::io(&tokenizer_path, e))
 }
 
+/// Writes a model of architecture `config` with random weights to `out`: `config.json`,
+/// `model.safetensors` (uniform weights of standard deviation 0.02, unit norms, zero biases,
+/// drawn from `seed`; bf16 when `bf16`) and the tiny tokenizer, for benchmarks of real shapes
+/// (its ids cover only the first few hundred rows of the vocabulary; the shapes are what
+/// count).
+pub fn write_random_model(
+    out: &Path,
+    config: &Qwen2Config,
+    seed: u64,
+    bf16: bool,
+) -> Result<(), EngineError> {
+    std::fs::create_dir_all(out).map_err(|e| EngineError::io(out, e))?;
+    let mut rng = StdRng::seed_from_u64(seed);
+    // U(−a, a) has standard deviation a/√3
+    let bound = 0.02 * 3f32.sqrt();
+    let tensors = hf_tensors(config, |name, shape| {
+        let n: usize = shape.iter().product();
+        if name.ends_with("norm.weight") {
+            vec![1.0; n]
+        } else if name.ends_with(".bias") {
+            vec![0.0; n]
+        } else {
+            (0..n).map(|_| rng.random_range(-bound..bound)).collect()
+        }
+    });
+    write_safetensors(&out.join("model.safetensors"), &tensors, bf16)?;
+    drop(tensors);
+    let config_path = out.join("config.json");
+    let text = serde_json::to_string_pretty(&config.to_hf_json())
+        .map_err(|e| EngineError::io(&config_path, e))?;
+    std::fs::write(&config_path, text).map_err(|e| EngineError::io(&config_path, e))?;
+    let tokenizer_path = out.join("tokenizer.json");
+    std::fs::write(&tokenizer_path, tiny_tokenizer_json()?)
+        .map_err(|e| EngineError::io(&tokenizer_path, e))
+}
+
 /// One draw of N(0, 1) by the Box–Muller transform.
 pub fn standard_normal(rng: &mut StdRng) -> f32 {
     let u1: f64 = rng.random_range(f64::EPSILON..1.0);

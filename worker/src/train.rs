@@ -149,9 +149,7 @@ pub fn train_with<B: Backend>(
                 if batch.supervised() == 0 {
                     continue; // nothing to learn from; its gradient is zero
                 }
-                let masks = dropout
-                    .as_ref()
-                    .map(|d| d.for_micro_batch(step, index));
+                let masks = dropout.as_ref().map(|d| d.for_micro_batch(step, index));
                 let (loss, batch_grads) = match settings.backward {
                     Backward::Recompute => recompute_grads(
                         model,
@@ -161,9 +159,13 @@ pub fn train_with<B: Backend>(
                         masks.as_ref(),
                         group_tokens as f64,
                     ),
-                    Backward::Plain => {
-                        plain_grads(&lifted, &adapter, batch, masks.as_ref(), group_tokens as f64)
-                    }
+                    Backward::Plain => plain_grads(
+                        &lifted,
+                        &adapter,
+                        batch,
+                        masks.as_ref(),
+                        group_tokens as f64,
+                    ),
                 };
                 step_loss += loss;
                 grads = Some(match grads {
@@ -272,7 +274,7 @@ pub fn recompute_grads<B: Backend>(
 ) -> (f64, Vec<Tensor<B, 2>>) {
     let device = model.embed_tokens.device();
     let (rows, seq) = (batch.rows, batch.seq);
-    let rope = model.rope(seq, &device);
+    let rope = model.rope(rows, seq, &device);
     let lifted_rope = rope.lift();
     let context = LoraContext::new(adapter, dropout);
 
@@ -330,7 +332,8 @@ pub fn recompute_grads<B: Backend>(
 
         // first half, recomputed with autodiff; the attention itself without
         let x_first = input(&inputs[index]);
-        let (q, k, v) = block.attention_inputs(x_first.clone(), rows, seq, &lifted_rope, Some(&lora));
+        let (q, k, v) =
+            block.attention_inputs(x_first.clone(), rows, seq, &lifted_rope, Some(&lora));
         let (q_in, k_in, v_in) = (q.clone().inner(), k.clone().inner(), v.clone().inner());
         let attended = causal::forward(
             q_in.clone(),
@@ -358,7 +361,8 @@ pub fn recompute_grads<B: Backend>(
         .backward();
 
         for (offset, factor) in factors.iter().enumerate() {
-            grads[index * per_layer + offset] = Some(grad_or_zeros::<B>(factor, &[&first, &second]));
+            grads[index * per_layer + offset] =
+                Some(grad_or_zeros::<B>(factor, &[&first, &second]));
         }
         upstream = if wants_input {
             grad_or_zeros::<B>(&x_first, &[&first]) + grad_or_zeros::<B>(&x_second, &[&second])

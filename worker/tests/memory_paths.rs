@@ -26,6 +26,7 @@ fn model(dir: &Path, precision: Precision) -> Qwen2<B> {
         LoadOptions {
             precision,
             attention: AttentionKernel::Native,
+            fuse: true,
         },
     )
     .expect("model loads")
@@ -44,7 +45,11 @@ fn adapter(model: &Qwen2<B>) -> Adapter<B> {
     B::seed(&Default::default(), 5);
     for (i, p) in adapter.params.iter_mut().enumerate() {
         if i % 2 == 1 {
-            *p = Tensor::random(p.dims(), Distribution::Normal(0.0, 0.05), &Default::default());
+            *p = Tensor::random(
+                p.dims(),
+                Distribution::Normal(0.0, 0.05),
+                &Default::default(),
+            );
         }
     }
     adapter
@@ -53,14 +58,20 @@ fn adapter(model: &Qwen2<B>) -> Adapter<B> {
 /// Two rows of different lengths, prompt tokens out of the loss.
 fn examples(vocab: u32) -> Vec<Example> {
     let row = |len: usize, prompt: usize, salt: u32| Example {
-        ids: (0..len as u32).map(|t| 3 + (t * 7 + salt) % (vocab - 3)).collect(),
+        ids: (0..len as u32)
+            .map(|t| 3 + (t * 7 + salt) % (vocab - 3))
+            .collect(),
         mask: (0..len).map(|t| u8::from(t >= prompt)).collect(),
     };
     vec![row(37, 9, 1), row(22, 5, 4)]
 }
 
 fn values(t: &Tensor<B, 2>) -> Vec<f32> {
-    t.clone().into_data().convert::<f32>().to_vec().expect("f32")
+    t.clone()
+        .into_data()
+        .convert::<f32>()
+        .to_vec()
+        .expect("f32")
 }
 
 /// Max |got − want| within `rel` × max |want|, per tensor.
@@ -69,7 +80,10 @@ fn assert_close(got: &[Tensor<B, 2>], want: &[Tensor<B, 2>], rel: f32, what: &st
     for (i, (g, w)) in got.iter().zip(want).enumerate() {
         let (g, w) = (values(g), values(w));
         let scale = w.iter().fold(0f32, |m, v| m.max(v.abs()));
-        let worst = g.iter().zip(&w).fold(0f32, |m, (a, b)| m.max((a - b).abs()));
+        let worst = g
+            .iter()
+            .zip(&w)
+            .fold(0f32, |m, (a, b)| m.max((a - b).abs()));
         assert!(scale > 0.0, "{what}: factor {i} has a zero gradient");
         assert!(
             worst <= rel * scale,
@@ -100,7 +114,14 @@ fn recomputing_backward_matches_the_plain_path_with_dropout() {
     let mut lifted = model.lift();
     lifted.attention = AttentionKernel::Chunked;
     let (plain_loss, plain) = plain_grads(&lifted, &adapter, &batch, Some(&dropout), 50.0);
-    let (loss, grads) = recompute_grads(&model, &model.lift(), &adapter, &batch, Some(&dropout), 50.0);
+    let (loss, grads) = recompute_grads(
+        &model,
+        &model.lift(),
+        &adapter,
+        &batch,
+        Some(&dropout),
+        50.0,
+    );
     assert_rel(loss, plain_loss, 1e-5, "loss");
     assert_close(&grads, &plain, 1e-5, "recompute vs plain");
 
@@ -139,7 +160,10 @@ fn bf16_base_stays_within_bf16_tolerance_of_f32_and_keeps_lora_in_f32() {
     let full = model(dir.path(), Precision::F32);
     let mixed = model(dir.path(), Precision::Bf16);
     assert_eq!(mixed.embed_tokens.dtype(), DType::BF16);
-    assert_eq!(mixed.layers[0].self_attn.qkv_proj.weight.dtype(), DType::BF16);
+    assert_eq!(
+        mixed.layers[0].self_attn.qkv_proj.weights()[0].dtype(),
+        DType::BF16
+    );
     assert_eq!(mixed.layers[0].input_layernorm.weight.dtype(), DType::F32);
 
     let adapter = adapter(&full);

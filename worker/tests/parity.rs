@@ -174,7 +174,13 @@ fn eval_losses_match_the_reference() {
         1e-4,
         "base eval loss",
     );
-    let init = eval_loss(&model, Some(&adapter("adapter_init", &model)), &set, rows(3)).expect("eval");
+    let init = eval_loss(
+        &model,
+        Some(&adapter("adapter_init", &model)),
+        &set,
+        rows(3),
+    )
+    .expect("eval");
     assert_rel(
         init,
         r["init_eval_loss"].as_f64().expect("init"),

@@ -3,15 +3,14 @@
 
 use burn::tensor::{backend::Backend, Tensor};
 
-use super::{Linear, Rope};
+use super::{Linear, Projections, Rope};
 use crate::lora::{LayerLora, Target};
 
 /// Qwen2 self-attention: `num_heads` query heads share `num_kv_heads` key/value heads.
 #[derive(Debug, Clone)]
 pub struct Attention<B: Backend> {
-    /// `self_attn.{q,k,v}_proj` side by side, `[hidden, (heads + 2·kv_heads)·head_dim]`, with
-    /// their biases.
-    pub qkv_proj: Linear<B>,
+    /// `self_attn.{q,k,v}_proj`, with their biases.
+    pub qkv_proj: Projections<B>,
     /// `self_attn.o_proj` (no bias).
     pub o_proj: Linear<B>,
     /// Query heads.
@@ -36,18 +35,24 @@ impl<B: Backend> Attention<B> {
     ) -> (Tensor<B, 4>, Tensor<B, 4>, Tensor<B, 4>) {
         let (heads, kv_heads, d) = (self.num_heads, self.num_kv_heads, self.head_dim);
         let rows = batch * seq;
-        let (q_width, kv_width) = (heads * d, kv_heads * d);
-        let fused = self.qkv_proj.forward(x.clone());
-        let mut q = fused.clone().slice([0..rows, 0..q_width]);
-        let mut k = fused.clone().slice([0..rows, q_width..q_width + kv_width]);
-        let mut v = fused.slice([0..rows, q_width + kv_width..q_width + 2 * kv_width]);
+        let mut parts = self.qkv_proj.forward(x.clone()).into_iter();
+        let (Some(mut q), Some(mut k), Some(mut v)) = (parts.next(), parts.next(), parts.next())
+        else {
+            unreachable!("q/k/v are three projections")
+        };
         if let Some(lora) = lora {
             q = q + lora.delta(Target::Q, x.clone(), batch, seq);
             k = k + lora.delta(Target::K, x.clone(), batch, seq);
             v = v + lora.delta(Target::V, x, batch, seq);
         }
-        let q = rope.apply(q.reshape([batch, seq, heads, d]).swap_dims(1, 2));
-        let k = rope.apply(k.reshape([batch, seq, kv_heads, d]).swap_dims(1, 2));
+        let q = rope
+            .apply(q.reshape([rows, heads, d]))
+            .reshape([batch, seq, heads, d])
+            .swap_dims(1, 2);
+        let k = rope
+            .apply(k.reshape([rows, kv_heads, d]))
+            .reshape([batch, seq, kv_heads, d])
+            .swap_dims(1, 2);
         let v = v.reshape([batch, seq, kv_heads, d]).swap_dims(1, 2);
         (q, k, v)
     }

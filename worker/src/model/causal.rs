@@ -72,8 +72,8 @@ fn probabilities<B: Backend>(
     let i1 = keys.dims()[2];
     let c = rows / group;
     let device = q_rows.device();
-    let scores = matmul_f32(q_rows, keys.swap_dims(2, 3), precision)
-        .mul_scalar(1.0 / (d as f64).sqrt());
+    let scores =
+        matmul_f32(q_rows, keys.swap_dims(2, 3), precision).mul_scalar(1.0 / (d as f64).sqrt());
     // key j is hidden from query i0 + r when j > i0 + r
     let query_pos = Tensor::<B, 1, Int>::arange(i0 as i64..i1 as i64, &device).reshape([c, 1]);
     let key_pos = Tensor::<B, 1, Int>::arange(0..i1 as i64, &device).reshape([1, i1]);
@@ -100,14 +100,18 @@ pub fn forward<B: Backend>(
     }
 }
 
+/// `[b, kv, s, d]` → `[b, kv·group, s, d]`, each KV head repeated for its group. The repeat runs
+/// in the `[b, s, kv, d]` layout the projections produce, so a swapped view is not copied first.
 fn repeat_kv<B: Backend>(x: Tensor<B, 4>, group: usize) -> Tensor<B, 4> {
     if group == 1 {
         return x;
     }
     let [b, kv, s, d] = x.dims();
-    x.reshape([b, kv, 1, s, d])
-        .repeat_dim(2, group)
-        .reshape([b, kv * group, s, d])
+    x.swap_dims(1, 2)
+        .reshape([b, s, kv, 1, d])
+        .repeat_dim(3, group)
+        .reshape([b, s, kv * group, d])
+        .swap_dims(1, 2)
 }
 
 fn native<B: Backend>(
@@ -191,8 +195,12 @@ pub fn backward<B: Backend>(
         let dq_rows = matmul_f32(ds.clone(), keys, precision).mul_scalar(scale);
         let dk_part = matmul_f32(ds.swap_dims(2, 3), q_rows, precision).mul_scalar(scale);
         let span = [0..b, 0..kv, 0..i1, 0..d];
-        dk = dk.clone().slice_assign(span.clone(), dk.slice(span.clone()) + dk_part);
-        dv = dv.clone().slice_assign(span.clone(), dv.slice(span) + dv_part);
+        dk = dk
+            .clone()
+            .slice_assign(span.clone(), dk.slice(span.clone()) + dk_part);
+        dv = dv
+            .clone()
+            .slice_assign(span.clone(), dv.slice(span) + dv_part);
         dq.push(dq_rows.reshape([b, kv, group, i1 - i0, d]));
     }
     (Tensor::cat(dq, 3).reshape([b, heads, s, d]), dk, dv)
@@ -218,7 +226,9 @@ mod tests {
         let [_, heads, s, d] = q.dims();
         let group = heads / k.dims()[1];
         let (k, v) = (repeat_kv(k, group), repeat_kv(v, group));
-        let scores = q.matmul(k.swap_dims(2, 3)).mul_scalar(1.0 / (d as f64).sqrt());
+        let scores = q
+            .matmul(k.swap_dims(2, 3))
+            .mul_scalar(1.0 / (d as f64).sqrt());
         let mut mask = vec![0f32; s * s];
         for i in 0..s {
             for j in i + 1..s {
@@ -264,15 +274,28 @@ mod tests {
         let leaf = |t: &Tensor<B, 4>| Tensor::<A, 4>::from_inner(t.clone()).require_grad();
         let (ql, kl, vl) = (leaf(&q), leaf(&k), leaf(&v));
         let out = reference(ql.clone(), kl.clone(), vl.clone());
-        let grads = (out * Tensor::<A, 4>::from_inner(g.clone())).sum().backward();
+        let grads = (out * Tensor::<A, 4>::from_inner(g.clone()))
+            .sum()
+            .backward();
         let want = [
             ql.grad(&grads).expect("dq"),
             kl.grad(&grads).expect("dk"),
             vl.grad(&grads).expect("dv"),
         ];
         for chunk in [3, 8, 29, 100] {
-            let (dq, dk, dv) = backward(q.clone(), k.clone(), v.clone(), g.clone(), Precision::F32, chunk);
-            for (name, got, want) in [("dq", dq, &want[0]), ("dk", dk, &want[1]), ("dv", dv, &want[2])] {
+            let (dq, dk, dv) = backward(
+                q.clone(),
+                k.clone(),
+                v.clone(),
+                g.clone(),
+                Precision::F32,
+                chunk,
+            );
+            for (name, got, want) in [
+                ("dq", dq, &want[0]),
+                ("dk", dk, &want[1]),
+                ("dv", dv, &want[2]),
+            ] {
                 let diff = max_diff(got, want.clone());
                 assert!(diff < 1e-4, "{name} chunk {chunk}: {diff}");
             }

@@ -45,7 +45,7 @@ impl<B: Backend> Lift<B> for Block<B> {
         Block {
             input_layernorm: self.input_layernorm.lift(),
             self_attn: Attention {
-                qkv_proj: a.qkv_proj.lift(),
+                qkv_proj: a.qkv_proj.map(Lift::lift),
                 o_proj: a.o_proj.lift(),
                 num_heads: a.num_heads,
                 num_kv_heads: a.num_kv_heads,
@@ -53,7 +53,7 @@ impl<B: Backend> Lift<B> for Block<B> {
             },
             post_attention_layernorm: self.post_attention_layernorm.lift(),
             mlp: Mlp {
-                gate_up_proj: self.mlp.gate_up_proj.lift(),
+                gate_up_proj: self.mlp.gate_up_proj.map(Lift::lift),
                 down_proj: self.mlp.down_proj.lift(),
             },
         }

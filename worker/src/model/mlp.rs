@@ -2,14 +2,14 @@
 
 use burn::tensor::{activation::silu, backend::Backend, Tensor};
 
-use super::Linear;
+use super::{Linear, Projections};
 use crate::lora::{LayerLora, Target};
 
 /// `down(silu(gate(x)) · up(x))`, each projection with its LoRA branch.
 #[derive(Debug, Clone)]
 pub struct Mlp<B: Backend> {
-    /// `mlp.gate_proj` and `mlp.up_proj` side by side, `[hidden, 2·intermediate]`.
-    pub gate_up_proj: Linear<B>,
+    /// `mlp.gate_proj` and `mlp.up_proj`.
+    pub gate_up_proj: Projections<B>,
     /// `mlp.down_proj`.
     pub down_proj: Linear<B>,
 }
@@ -23,11 +23,10 @@ impl<B: Backend> Mlp<B> {
         seq: usize,
         lora: Option<&LayerLora<'_, B>>,
     ) -> Tensor<B, 2> {
-        let rows = batch * seq;
-        let inter = self.gate_up_proj.d_out() / 2;
-        let fused = self.gate_up_proj.forward(x.clone());
-        let mut gate = fused.clone().slice([0..rows, 0..inter]);
-        let mut up = fused.slice([0..rows, inter..2 * inter]);
+        let mut parts = self.gate_up_proj.forward(x.clone()).into_iter();
+        let (Some(mut gate), Some(mut up)) = (parts.next(), parts.next()) else {
+            unreachable!("gate/up are two projections")
+        };
         if let Some(lora) = lora {
             gate = gate + lora.delta(Target::Gate, x.clone(), batch, seq);
             up = up + lora.delta(Target::Up, x, batch, seq);

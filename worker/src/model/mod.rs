@@ -20,7 +20,7 @@ pub use attention::Attention;
 pub use block::Block;
 pub use causal::AttentionKernel;
 pub use lift::Lift;
-pub use linear::Linear;
+pub use linear::{Linear, Projections};
 pub use mlp::Mlp;
 pub use norm::RmsNorm;
 pub use rope::Rope;
@@ -61,9 +61,9 @@ impl<B: Backend> Qwen2<B> {
         )
     }
 
-    /// The rotary tables for `seq` positions.
-    pub fn rope(&self, seq: usize, device: &B::Device) -> Rope<B> {
-        Rope::new(&self.config, seq, device)
+    /// The rotary tables of a `[batch, seq]` micro-batch.
+    pub fn rope(&self, batch: usize, seq: usize, device: &B::Device) -> Rope<B> {
+        Rope::new(&self.config, batch, seq, device)
     }
 
     /// The output projection `[vocab, hidden]`: `lm_head`, or the embedding when tied.
@@ -84,7 +84,7 @@ impl<B: Backend> Qwen2<B> {
         lora: Option<&LoraContext<'_, B>>,
     ) -> Tensor<B, 2> {
         let [batch, seq] = ids.dims();
-        let rope = self.rope(seq, &ids.device());
+        let rope = self.rope(batch, seq, &ids.device());
         let mut x = self.embed(ids);
         for (index, layer) in self.layers.iter().enumerate() {
             let layer_lora = lora.map(|l| l.layer(index));

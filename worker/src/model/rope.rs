@@ -5,18 +5,21 @@ use burn::tensor::{backend::Backend, Tensor, TensorData};
 
 use crate::config::Qwen2Config;
 
-/// The cos/sin tables for one sequence length.
+/// The cos/sin tables of one micro-batch shape, expanded on the device to the shapes of the
+/// queries and the keys, `[batch·seq, heads, head_dim]`, once per forward pass so every layer
+/// multiplies contiguous tensors of equal shape.
 #[derive(Debug, Clone)]
 pub struct Rope<B: Backend> {
-    cos: Tensor<B, 4>,
-    sin: Tensor<B, 4>,
-    half: usize,
+    queries: (Tensor<B, 3>, Tensor<B, 3>),
+    keys: (Tensor<B, 3>, Tensor<B, 3>),
+    /// `[head_dim, head_dim]` with `x·rotate = rotate_half(x) = [−x₂, x₁]`.
+    rotate: Tensor<B, 2>,
 }
 
 impl<B: Backend> Rope<B> {
-    /// Tables for positions `0..seq`: `inv_freq[i] = 1 / theta^(2i/d)`, `angle = pos · inv_freq`,
-    /// duplicated over both halves, computed in f32 as transformers does.
-    pub fn new(config: &Qwen2Config, seq: usize, device: &B::Device) -> Self {
+    /// Tables for `batch` rows of positions `0..seq`: `inv_freq[i] = 1 / theta^(2i/d)`,
+    /// `angle = pos · inv_freq`, duplicated over both halves, computed in f32 as transformers does.
+    pub fn new(config: &Qwen2Config, batch: usize, seq: usize, device: &B::Device) -> Self {
         let dim = config.head_dim();
         let half = dim / 2;
         let theta = config.rope_theta as f32;
@@ -34,28 +37,53 @@ impl<B: Backend> Rope<B> {
                 }
             }
         }
-        let shape = [1, 1, seq, dim];
+        let table = |values: Vec<f32>| -> Tensor<B, 4> {
+            Tensor::from_data(TensorData::new(values, [1, seq, 1, dim]), device)
+        };
+        let (cos, sin) = (table(cos), table(sin));
+        // repeats of contiguous blocks, not a broadcast view made contiguous element by element
+        let expand = |t: &Tensor<B, 4>, heads: usize| -> Tensor<B, 3> {
+            t.clone()
+                .repeat_dim(2, heads)
+                .repeat_dim(0, batch)
+                .reshape([batch * seq, heads, dim])
+        };
+        let (heads, kv_heads) = (config.num_attention_heads, config.num_key_value_heads);
+        let mut rotate = vec![0f32; dim * dim];
+        for i in 0..half {
+            rotate[(i + half) * dim + i] = -1.0; // output i takes −x[i + half]
+            rotate[i * dim + i + half] = 1.0; // output i + half takes x[i]
+        }
         Self {
-            cos: Tensor::from_data(TensorData::new(cos, shape), device),
-            sin: Tensor::from_data(TensorData::new(sin, shape), device),
-            half,
+            queries: (expand(&cos, heads), expand(&sin, heads)),
+            keys: (expand(&cos, kv_heads), expand(&sin, kv_heads)),
+            rotate: Tensor::from_data(TensorData::new(rotate, [dim, dim]), device),
         }
     }
 
-    /// Rotates `[batch, heads, seq, head_dim]`: `x·cos + rotate_half(x)·sin`.
-    pub fn apply(&self, x: Tensor<B, 4>) -> Tensor<B, 4> {
-        let first = x.clone().narrow(3, 0, self.half);
-        let second = x.clone().narrow(3, self.half, self.half);
-        let rotated = Tensor::cat(vec![second.neg(), first], 3);
-        x * self.cos.clone() + rotated * self.sin.clone()
+    /// Rotates `[batch·seq, heads, head_dim]` (query or key heads): `x·cos + rotate_half(x)·sin`.
+    pub fn apply(&self, x: Tensor<B, 3>) -> Tensor<B, 3> {
+        let [rows, heads, dim] = x.dims();
+        let (cos, sin) = if heads == self.queries.0.dims()[1] {
+            &self.queries
+        } else {
+            &self.keys
+        };
+        let rotated = x
+            .clone()
+            .reshape([rows * heads, dim])
+            .matmul(self.rotate.clone())
+            .reshape([rows, heads, dim]);
+        x * cos.clone() + rotated * sin.clone()
     }
 
     /// The same tables on the autodiff backend (shared, not copied).
     pub fn lift(&self) -> Rope<Autodiff<B>> {
+        let lift3 = |t: &Tensor<B, 3>| Tensor::from_inner(t.clone());
         Rope {
-            cos: Tensor::from_inner(self.cos.clone()),
-            sin: Tensor::from_inner(self.sin.clone()),
-            half: self.half,
+            queries: (lift3(&self.queries.0), lift3(&self.queries.1)),
+            keys: (lift3(&self.keys.0), lift3(&self.keys.1)),
+            rotate: Tensor::from_inner(self.rotate.clone()),
         }
     }
 }

@@ -1,8 +1,7 @@
-//! `worker bench`: training throughput (train tokens/s) and evaluation throughput (eval rows/s) of
-//! the engine on one device, measured on real rows. `scripts/bench_torch.py` runs the same
-//! workload through PyTorch on the same checkpoint for the ratio.
+//! Training throughput (train tokens/s) and evaluation throughput (eval rows/s) of the engine on
+//! one device, measured on real rows. `scripts/bench_torch.py` runs the same workload through
+//! PyTorch on the same checkpoint for the ratio.
 
-use std::path::PathBuf;
 use std::sync::atomic::AtomicBool;
 use std::time::Instant;
 
@@ -10,35 +9,10 @@ use anyhow::{Context, Result};
 use protocol::config::TrainingConfig;
 use protocol::dataset::{parse_dataset, DatasetLimits};
 
-use crate::{Device, Engine};
+use super::BenchArgs;
+use crate::Engine;
 
-/// Options of `worker bench`.
-#[derive(Debug, Clone, clap::Args)]
-pub struct BenchArgs {
-    /// Model directory; a tiny model is generated in a temporary directory when absent.
-    #[arg(long)]
-    pub model: Option<PathBuf>,
-    /// Rows to train on and evaluate (JSONL).
-    #[arg(long, default_value = "eval_data/data.jsonl")]
-    pub data: PathBuf,
-    /// Training rows used.
-    #[arg(long, default_value_t = 64)]
-    pub train_rows: usize,
-    /// Eval rows used.
-    #[arg(long, default_value_t = 128)]
-    pub eval_rows: usize,
-    /// Training epochs.
-    #[arg(long, default_value_t = 1)]
-    pub epochs: usize,
-    /// cpu, cuda or cuda:N.
-    #[arg(long, default_value = "cpu")]
-    pub device: String,
-    /// Print one JSON object.
-    #[arg(long)]
-    pub json: bool,
-}
-
-/// Runs the benchmark and prints the figures.
+/// Runs the dataset benchmark and prints the figures.
 pub fn run(args: &BenchArgs) -> Result<()> {
     let tmp;
     let model = match &args.model {
@@ -49,7 +23,7 @@ pub fn run(args: &BenchArgs) -> Result<()> {
             tmp.clone()
         }
     };
-    let device: Device = args.device.parse()?;
+    let (device, profile) = super::profile(args)?;
     let bytes = std::fs::read(&args.data).with_context(|| args.data.display().to_string())?;
     let limits = DatasetLimits {
         max_rows: usize::MAX,
@@ -67,7 +41,7 @@ pub fn run(args: &BenchArgs) -> Result<()> {
         max_rows: usize::MAX,
         ..TrainingConfig::default()
     };
-    let engine = Engine::load(&model, &device)?;
+    let engine = Engine::load_with(&model, &device, profile)?;
     let eval = engine.prepare_eval(eval_rows, &config)?;
     let never = AtomicBool::new(false);
 
@@ -85,6 +59,7 @@ pub fn run(args: &BenchArgs) -> Result<()> {
     let trained_tokens = report.train_tokens * args.epochs;
     let figures = serde_json::json!({
         "device": device.to_string(),
+        "precision": profile.precision.to_string(),
         "model_id": engine.model_id(),
         "train_rows": report.train_rows,
         "train_tokens": trained_tokens,
