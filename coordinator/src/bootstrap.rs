@@ -17,68 +17,24 @@ use crate::keys::{load_hotkey, load_or_create_wallet, Signer, WalletPath};
 /// The demo miners, in commit order: the duplicate commits last, so it is the later copy.
 pub const DEMO_MINERS: [&str; 5] = ["on_topic", "off_topic", "malformed", "partial", "duplicate"];
 
-/// Where everything of one validator lives, resolved against the config file's directory.
-#[derive(Debug, Clone)]
-pub struct Paths {
-    /// The state directory.
-    pub state_dir: PathBuf,
-    /// The directory relative paths of the config are resolved against.
-    pub base: PathBuf,
-}
+pub use protocol::config::Paths;
 
-impl Paths {
-    /// Paths for a config file at `config_path`.
-    pub fn new(config: &ClusterConfig, config_path: &Path) -> Self {
-        let base = worker::serve::config_base(config_path);
-        Self {
-            state_dir: base.join(&config.coordinator.state_dir),
-            base,
-        }
-    }
-
-    /// `path` relative to the config's directory unless absolute.
-    pub fn resolve(&self, path: &str) -> PathBuf {
-        let p = Path::new(path);
-        if p.is_absolute() {
-            p.to_path_buf()
-        } else {
-            self.base.join(p)
-        }
-    }
-
-    /// The validator's SQLite state.
-    pub fn state_db(&self) -> PathBuf {
-        self.state_dir.join("validator.sqlite")
-    }
-
-    /// The devnet chain's SQLite file.
-    pub fn devnet_db(&self) -> PathBuf {
-        self.state_dir.join("devnet.sqlite")
-    }
-
-    /// The local hub's directory.
-    pub fn hub_dir(&self) -> PathBuf {
-        self.state_dir.join("hub")
-    }
-
-    /// Wallets of the devnet's validator and demo miners.
-    pub fn wallets(&self) -> PathBuf {
-        self.state_dir.join("wallets")
-    }
-
-    /// The validator's wallet.
-    pub fn validator_wallet(&self) -> WalletPath {
-        WalletPath {
-            root: self.wallets(),
-            name: "validator".into(),
-            hotkey: "default".into(),
-        }
+/// The devnet validator's wallet, under the state directory.
+pub fn validator_wallet(paths: &Paths) -> WalletPath {
+    WalletPath {
+        root: paths.wallets(),
+        name: "validator".into(),
+        hotkey: "default".into(),
     }
 }
 
 /// The model directory, generating the tiny model on first use.
 pub fn model_dir(config: &ClusterConfig, paths: &Paths) -> anyhow::Result<PathBuf> {
-    worker::serve::model_dir(config, &paths.base)
+    let dir = paths.model_dir(config);
+    if config.uses_tiny_model() && !dir.join("config.json").exists() {
+        worker::write_tiny_model(&dir, config.model.tiny_seed)?;
+    }
+    Ok(dir)
 }
 
 /// Whether `source` names a Hub repo (`org/name` or `org/name@revision`) rather than a local
@@ -223,7 +179,7 @@ pub async fn devnet(
         &paths.devnet_db(),
         config.devnet.block_time_ms,
     )?);
-    let wallet = paths.validator_wallet();
+    let wallet = validator_wallet(paths);
     let netuid = config.netuid;
     if chain.has_subnet(netuid)? {
         let signer = load_hotkey(&wallet)?;

@@ -126,7 +126,7 @@ async fn run(cli: Cli) -> Result<()> {
             let paths = Paths::new(&config, &cli.config);
             let chain = coordinator::network::read_only_chain(&config, &paths).await?;
             let wallet = if config.mode == protocol::config::Mode::Devnet {
-                paths.validator_wallet()
+                coordinator::bootstrap::validator_wallet(&paths)
             } else {
                 coordinator::network::wallet(&config)
             };

@@ -21,7 +21,7 @@ use crate::state::State;
 use crate::supervisor::{ActorSlot, ProxySupervisor, SupervisorMsg};
 use crate::worker_actor::{unix_now, WorkerActor, WorkerArgs, WorkerStatus};
 use protocol::config::Mode;
-use protocol::transport::Identity;
+use protocol::transport::{Identity, Timeouts};
 use protocol::wire::EvalSetData;
 use worker::runner::EvalRows;
 
@@ -93,7 +93,10 @@ pub async fn run_validator(
                 address: w.address.parse()?,
                 fingerprint: w.fingerprint.clone(),
                 identity: identity.clone(),
-                timeouts: worker::serve::timeouts(&config),
+                timeouts: Timeouts {
+                    keep_alive: config.cluster.keep_alive(),
+                    idle: config.cluster.idle_timeout(),
+                },
                 heartbeat: Duration::from_millis(config.cluster.heartbeat_ms),
                 worker_timeout: Duration::from_millis(config.cluster.worker_timeout_ms),
                 eval: eval_data.clone(),
