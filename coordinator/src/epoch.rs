@@ -19,14 +19,14 @@ use crate::chain::{Chain, ChainError};
 use crate::hub::Hub;
 use crate::keys::Signer;
 use crate::metrics::Metrics;
-use crate::report::{EpochReport, MinerLine};
 use crate::schedule::{schedule, JobHooks};
-use crate::scoring::{
+use crate::state::{CacheKey, PendingWeights, State, StateError};
+use crate::worker_actor::{Job, JobOutcome};
+use protocol::scoring::{
     content_duplicates, epoch_weights, loss_duplicates, moving_average, select_for_evaluation,
     to_u16_weights, win_rates, winner_takes_all, Candidate, DatasetIdentity, ScoredMiner,
 };
-use crate::state::{CacheKey, PendingWeights, State, StateError};
-use crate::worker_actor::{Job, JobOutcome};
+use protocol::scoring::{EpochReport, MinerLine};
 
 /// Why an epoch could not run (a miner's problem never is one: it is recorded as its reason).
 #[derive(Debug, thiserror::Error)]
@@ -384,7 +384,7 @@ impl Validator {
 
         // Emit.
         let version_key =
-            crate::emission::version_key(s.version_key, metagraph.weights_version_key);
+            protocol::scoring::version_key(s.version_key, metagraph.weights_version_key);
         let (weights_block, weights_note) = self
             .emit(
                 epoch,

@@ -137,7 +137,7 @@ async fn run(cli: Cli) -> Result<()> {
             std::io::stdin()
                 .read_to_string(&mut input)
                 .context("reading stdin")?;
-            let out = coordinator::audit::score_audit(&input, &config.scoring)
+            let out = protocol::scoring::score_audit(&input, &config.scoring)
                 .map_err(|e| anyhow::anyhow!("stdin {e}"))?;
             println!("{}", serde_json::to_string_pretty(&out)?);
             Ok(())
@@ -151,7 +151,7 @@ async fn run(cli: Cli) -> Result<()> {
             if json {
                 println!("{text}");
             } else {
-                let report: coordinator::report::EpochReport = serde_json::from_str(&text)?;
+                let report: protocol::scoring::EpochReport = serde_json::from_str(&text)?;
                 println!("{report}");
             }
             Ok(())
@@ -212,7 +212,7 @@ async fn run(cli: Cli) -> Result<()> {
                     }
                 }
                 if let Some(text) = state.last_report()? {
-                    let report: coordinator::report::EpochReport = serde_json::from_str(&text)?;
+                    let report: protocol::scoring::EpochReport = serde_json::from_str(&text)?;
                     println!("last epoch {}: jobs by worker", report.epoch);
                     for m in report.miners.iter().filter(|m| m.worker.is_some()) {
                         println!("  uid {:>4}  {}", m.uid, m.worker.as_deref().unwrap_or("-"));

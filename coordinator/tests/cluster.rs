@@ -7,7 +7,7 @@ use std::path::{Path, PathBuf};
 use std::process::{Child, Command, Stdio};
 use std::time::{Duration, Instant};
 
-use coordinator::report::EpochReport;
+use protocol::scoring::EpochReport;
 use protocol::transport::{self, Identity, Timeouts, SERVER_NAME};
 use protocol::wire::{FrameDecoder, Message, ALPN};
 

@@ -8,8 +8,8 @@ use std::time::{Duration, Instant};
 
 use coordinator::chain::devnet::DevnetChain;
 use coordinator::chain::Chain;
-use coordinator::report::EpochReport;
 use coordinator::state::State;
+use protocol::scoring::EpochReport;
 
 fn repo() -> PathBuf {
     PathBuf::from(env!("CARGO_MANIFEST_DIR")).join("..")
@@ -98,7 +98,7 @@ fn has_report_read_only(db: &Path) -> bool {
         .is_ok_and(|n| n > 0)
 }
 
-fn line(report: &EpochReport, uid: u16) -> &coordinator::report::MinerLine {
+fn line(report: &EpochReport, uid: u16) -> &protocol::scoring::MinerLine {
     report
         .miners
         .iter()

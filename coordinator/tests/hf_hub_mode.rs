@@ -6,9 +6,9 @@
 use std::path::{Path, PathBuf};
 use std::process::Command;
 
-use coordinator::report::EpochReport;
 use hfhub::server::HubServer;
 use hfhub::RepoKind;
+use protocol::scoring::EpochReport;
 
 fn repo() -> PathBuf {
     PathBuf::from(env!("CARGO_MANIFEST_DIR")).join("..")

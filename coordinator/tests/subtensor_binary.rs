@@ -10,7 +10,7 @@ use std::time::{Duration, Instant};
 use coordinator::hub::local::LocalHub;
 use coordinator::hub::Hub;
 use coordinator::keys::{create_wallet, Signer, WalletPath};
-use coordinator::report::EpochReport;
+use protocol::scoring::EpochReport;
 use subtensor::testnode::{SubnetConfig, TestNode};
 use subxt_signer::sr25519::dev;
 

@@ -8,7 +8,7 @@ use std::sync::Arc;
 
 use anyhow::{anyhow, Result};
 use coordinator::bootstrap;
-use coordinator::scoring::{win_rates, ScoredMiner};
+use protocol::scoring::{win_rates, ScoredMiner};
 use worker::runner::{DeviceRunner, EvalRows};
 
 use crate::analysis::load_dataset;

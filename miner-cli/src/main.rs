@@ -21,10 +21,10 @@ use coordinator::chain::Chain;
 use coordinator::hub::Hub;
 use coordinator::keys::{load_coldkeypub, load_hotkey, load_or_create_wallet, Signer, WalletPath};
 use coordinator::network::ChainArgs;
-use coordinator::report::EpochReport;
 use coordinator::state::State;
 use protocol::commitment::Commitment;
 use protocol::config::{ClusterConfig, Mode};
+use protocol::scoring::EpochReport;
 
 /// The competition id the validator's config knows: `cluster.toml` has no competition table, the
 /// validator scores every commitment, and the devnet's demo miners commit under this id.

@@ -6,8 +6,8 @@
 use std::path::{Path, PathBuf};
 use std::process::{Command, Output};
 
-use coordinator::report::EpochReport;
 use protocol::config::ClusterConfig;
+use protocol::scoring::EpochReport;
 
 pub fn repo() -> PathBuf {
     PathBuf::from(env!("CARGO_MANIFEST_DIR")).join("..")
