@@ -16,12 +16,12 @@ use protocol::config::{ClusterConfig, ScoringPolicy};
 use protocol::dataset::{parse_dataset, Dataset};
 
 use crate::chain::{Chain, ChainError};
-use crate::hub::Hub;
 use crate::keys::Signer;
 use crate::metrics::Metrics;
 use crate::schedule::{schedule, JobHooks};
 use crate::state::{CacheKey, PendingWeights, State, StateError};
 use crate::worker_actor::{Job, JobOutcome};
+use hub::Hub;
 use protocol::scoring::{
     content_duplicates, epoch_weights, loss_duplicates, moving_average, select_for_evaluation,
     to_u16_weights, win_rates, winner_takes_all, Candidate, DatasetIdentity, ScoredMiner,

@@ -7,7 +7,6 @@ pub mod bootstrap;
 pub mod chain;
 pub mod commit_reveal;
 pub mod epoch;
-pub mod hub;
 pub mod keys;
 pub mod metrics;
 pub mod network;

@@ -35,7 +35,7 @@ pub async fn run_validator(
 ) -> Result<()> {
     let paths = Paths::new(&config, config_path);
     let state = Arc::new(State::open(&paths.state_db())?);
-    let (hub, hub_client) = bootstrap::dataset_hub(&config, &paths)?;
+    let (hub, hub_client) = hub::resolve::dataset_hub(&config, &paths)?;
     let (chain, signer): (Arc<dyn Chain>, Signer) = if config.mode == Mode::Devnet {
         let (chain, signer) = bootstrap::devnet(&config, &paths, hub.clone()).await?;
         (chain, signer)
@@ -43,9 +43,9 @@ pub async fn run_validator(
         let (chain, signer) = bootstrap::subtensor_validator(&config).await?;
         (chain, signer)
     };
-    let model_dir = bootstrap::resolve_model(&config, &paths, hub_client.as_ref()).await?;
-    let eval_path = bootstrap::resolve_eval_set(&config, &paths, hub_client.as_ref()).await?;
-    let (eval_rows, eval_hash, eval_bytes) = bootstrap::eval_set_at(&config, &eval_path)?;
+    let model_dir = bootstrap::model(&config, &paths, hub_client.as_ref()).await?;
+    let eval_path = hub::resolve::eval_set_path(&config, &paths, hub_client.as_ref()).await?;
+    let (eval_rows, eval_hash, eval_bytes) = hub::resolve::eval_set(&config, &eval_path)?;
     let model_id = worker::checkpoint::model_id(&model_dir)?;
     tracing::info!(validator = %signer.account(), eval_rows = eval_rows.len(), model = %model_dir.display(), "starting");
     let eval = EvalRows {

@@ -6,8 +6,8 @@
 use std::path::{Path, PathBuf};
 use std::process::Command;
 
-use hfhub::server::HubServer;
-use hfhub::RepoKind;
+use hub::server::HubServer;
+use hub::RepoKind;
 use protocol::scoring::EpochReport;
 
 fn repo() -> PathBuf {

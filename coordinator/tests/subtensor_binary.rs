@@ -7,9 +7,8 @@ use std::path::{Path, PathBuf};
 use std::process::Command;
 use std::time::{Duration, Instant};
 
-use coordinator::hub::local::LocalHub;
-use coordinator::hub::Hub;
 use coordinator::keys::{create_wallet, Signer, WalletPath};
+use hub::{Hub, LocalHub};
 use protocol::scoring::EpochReport;
 use subtensor::testnode::{SubnetConfig, TestNode};
 use subxt_signer::sr25519::dev;

@@ -9,7 +9,7 @@ use std::sync::Arc;
 
 use anyhow::{anyhow, Context, Result};
 use coordinator::chain::CommitmentRecord;
-use coordinator::hub::Hub;
+use hub::Hub;
 use protocol::commitment::Commitment;
 use protocol::dataset::parse_dataset;
 use serde::{Deserialize, Serialize};

@@ -18,10 +18,10 @@ use clap::{Parser, Subcommand};
 use coordinator::bootstrap::Paths;
 use coordinator::chain::devnet::DevnetChain;
 use coordinator::chain::Chain;
-use coordinator::hub::Hub;
 use coordinator::keys::{load_coldkeypub, load_hotkey, load_or_create_wallet, Signer, WalletPath};
 use coordinator::network::ChainArgs;
 use coordinator::state::State;
+use hub::{Hub, HubClient, LocalHub};
 use protocol::commitment::Commitment;
 use protocol::config::{ClusterConfig, Mode};
 use protocol::scoring::EpochReport;
@@ -227,8 +227,8 @@ impl Ctx {
 
     /// The Hugging Face client of the config (`[hub] endpoint`, `HF_ENDPOINT`, `HF_TOKEN`,
     /// `.env` in the current directory, the token file).
-    pub fn hf_client(&self) -> Result<hfhub::HubClient> {
-        coordinator::bootstrap::hub_client(&self.config)
+    pub fn hf_client(&self) -> Result<HubClient> {
+        Ok(hub::resolve::client(&self.config)?)
     }
 
     /// The dataset hub the validator reads, with byte progress into `bar` for the Hub.
@@ -244,24 +244,22 @@ impl Ctx {
                 };
                 client = client.with_progress(Arc::new(sink));
             }
-            Ok(Arc::new(coordinator::hub::hf::HfHub::new(client)))
+            Ok(Arc::new(client))
         } else {
-            Ok(Arc::new(coordinator::hub::local::LocalHub::new(
-                &self.paths.hub_dir(),
-            )))
+            Ok(Arc::new(LocalHub::new(&self.paths.hub_dir())))
         }
     }
 
     /// The eval set file, as the validator resolves it.
     pub async fn eval_set_path(&self) -> Result<PathBuf> {
         let hf = if self.config.uses_huggingface()
-            && coordinator::bootstrap::is_hub_spec(&self.config.eval.set, &self.paths)
+            && hub::resolve::is_hub_spec(&self.config.eval.set, &self.paths)
         {
             Some(self.hf_client()?)
         } else {
             None
         };
-        coordinator::bootstrap::resolve_eval_set(&self.config, &self.paths, hf.as_ref()).await
+        Ok(hub::resolve::eval_set_path(&self.config, &self.paths, hf.as_ref()).await?)
     }
 
     /// Wall time of one block: the devnet's, or subtensor's 12 s.

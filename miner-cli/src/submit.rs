@@ -139,8 +139,8 @@ pub async fn submit(ctx: &Ctx, args: SubmitArgs<'_>) -> Result<()> {
             sha
         }
         None => {
-            let hub = coordinator::hub::local::LocalHub::new(&ctx.paths.hub_dir());
-            let sha = coordinator::hub::Hub::publish(&hub, args.repo, &bytes)
+            let hub = hub::LocalHub::new(&ctx.paths.hub_dir());
+            let sha = hub::Hub::publish(&hub, args.repo, &bytes)
                 .await
                 .map_err(|e| {
                     anyhow!(

@@ -6,8 +6,8 @@
 mod common;
 
 use common::{config, demo, epoch, miner, ok};
-use hfhub::server::HubServer;
-use hfhub::RepoKind;
+use hub::server::HubServer;
+use hub::RepoKind;
 
 const ALICE: &str = "hf_alice_token";
 const BOB: &str = "hf_bob_token";
