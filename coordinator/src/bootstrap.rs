@@ -7,11 +7,10 @@ use std::sync::Arc;
 use protocol::commitment::Commitment;
 use protocol::config::{ClusterConfig, Mode};
 
-use crate::chain::devnet::DevnetChain;
-use crate::chain::Chain;
-use crate::keys::{load_hotkey, load_or_create_wallet, Signer, WalletPath};
 use hub::progress::ProgressSink;
 use hub::{Hub, HubClient};
+use subtensor::wallet::{load_coldkeypub, load_hotkey, load_or_create_wallet};
+use subtensor::{Chain, DevnetChain, Signer, SubtensorChain, WalletPath};
 
 /// The demo miners, in commit order: the duplicate commits last, so it is the later copy.
 pub const DEMO_MINERS: [&str; 5] = ["on_topic", "off_topic", "malformed", "partial", "duplicate"];
@@ -92,7 +91,7 @@ pub async fn devnet(
         config.devnet.weights_rate_limit,
     )?;
     let signer = load_or_create_wallet(&wallet)?;
-    let coldkey = crate::keys::load_coldkeypub(&wallet)?;
+    let coldkey = load_coldkeypub(&wallet)?;
     chain.register_neuron(netuid, signer.account(), coldkey, 1_000_000, true)?;
     if config.devnet.demo_miners {
         register_demo_miners(config, paths, &chain, hub.as_ref()).await?;
@@ -105,30 +104,12 @@ pub async fn devnet(
 /// failure is one line naming the endpoint, netuid or hotkey.
 pub async fn subtensor_validator(
     config: &ClusterConfig,
-) -> anyhow::Result<(Arc<crate::chain::subtensor::SubtensorChain>, Signer)> {
-    let wallet = crate::network::wallet(config);
+) -> anyhow::Result<(Arc<SubtensorChain>, Signer)> {
+    let wallet = subtensor::args::wallet(config);
     let signer = load_hotkey(&wallet).map_err(|e| anyhow::anyhow!("validator wallet: {e}"))?;
-    let chain = crate::network::connect(config).await?;
-    check_registered(chain.as_ref(), config.netuid, &signer).await?;
+    let chain = subtensor::args::connect(config).await?;
+    subtensor::args::check_registered(chain.as_ref(), config.netuid, &signer).await?;
     Ok((chain, signer))
-}
-
-/// Fails unless `signer`'s hotkey is a neuron of `netuid`.
-pub async fn check_registered(
-    chain: &dyn Chain,
-    netuid: u16,
-    signer: &Signer,
-) -> anyhow::Result<u16> {
-    let metagraph = chain.metagraph(netuid).await?;
-    metagraph
-        .neuron_of(&signer.account())
-        .map(|n| n.uid)
-        .ok_or_else(|| {
-            anyhow::anyhow!(
-                "hotkey {} is not registered on netuid {netuid}",
-                signer.account()
-            )
-        })
 }
 
 async fn register_demo_miners(
@@ -148,7 +129,7 @@ async fn register_demo_miners(
             hotkey: "default".into(),
         };
         let hotkey = load_or_create_wallet(&wallet)?;
-        let coldkey = crate::keys::load_coldkeypub(&wallet)?;
+        let coldkey = load_coldkeypub(&wallet)?;
         let uid = chain.register_neuron(config.netuid, hotkey.account(), coldkey, 0, false)?;
         let repo = format!("demo/{}", name.replace('_', "-"));
         let revision = hub.publish(&repo, &bytes).await?;

@@ -9,9 +9,9 @@
 
 use subtensor::weights::{commit_hash, netuid_index, random_salt, reveal_window, RevealWindow};
 
-use crate::chain::{Chain, ChainError};
-use crate::keys::Signer;
 use crate::state::{CommitStatus, PendingCommit, State, StateError};
+use subtensor::Signer;
+use subtensor::{Chain, ChainError};
 
 /// Commit and reveal calls of one process never overlap (a reveal racing another of the same
 /// commit would fail with `NoWeightsCommitFound`).
@@ -149,7 +149,7 @@ pub async fn reveal_due(
                 }
             },
         };
-        match reveal_window(commit_epoch, metagraph.reveal_period, current) {
+        match reveal_window(commit_epoch, metagraph.params.reveal_period, current) {
             RevealWindow::Wait { reveal_epoch } => {
                 summary.waiting.push((c.commit_block, reveal_epoch));
             }

@@ -15,8 +15,6 @@ use protocol::commitment::Commitment;
 use protocol::config::{ClusterConfig, ScoringPolicy};
 use protocol::dataset::{parse_dataset, Dataset};
 
-use crate::chain::{Chain, ChainError};
-use crate::keys::Signer;
 use crate::metrics::Metrics;
 use crate::schedule::{schedule, JobHooks};
 use crate::state::{CacheKey, PendingWeights, State, StateError};
@@ -27,6 +25,8 @@ use protocol::scoring::{
     to_u16_weights, win_rates, winner_takes_all, Candidate, DatasetIdentity, ScoredMiner,
 };
 use protocol::scoring::{EpochReport, MinerLine};
+use subtensor::Signer;
+use subtensor::{Chain, ChainError};
 
 /// Why an epoch could not run (a miner's problem never is one: it is recorded as its reason).
 #[derive(Debug, thiserror::Error)]
@@ -384,15 +384,15 @@ impl Validator {
 
         // Emit.
         let version_key =
-            protocol::scoring::version_key(s.version_key, metagraph.weights_version_key);
+            protocol::scoring::version_key(s.version_key, metagraph.params.weights_version_key);
         let (weights_block, weights_note) = self
             .emit(
                 epoch,
                 own,
                 &emission,
                 version_key,
-                metagraph.weights_rate_limit,
-                metagraph.commit_reveal_enabled,
+                metagraph.params.weights_rate_limit,
+                metagraph.params.commit_reveal_enabled,
             )
             .await?;
 
@@ -577,7 +577,7 @@ impl Validator {
                 Some(block),
                 format!(
                     "committed (revealed {} epoch(s) later)",
-                    metagraph.reveal_period
+                    metagraph.params.reveal_period
                 ),
             )),
             Err(crate::commit_reveal::CommitRevealError::Chain(ChainError::RateLimited {

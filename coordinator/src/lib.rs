@@ -4,12 +4,9 @@
 pub mod actor;
 pub mod bench;
 pub mod bootstrap;
-pub mod chain;
 pub mod commit_reveal;
 pub mod epoch;
-pub mod keys;
 pub mod metrics;
-pub mod network;
 pub mod remote;
 pub mod schedule;
 pub mod service;

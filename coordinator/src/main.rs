@@ -18,7 +18,7 @@ struct Cli {
     #[arg(long, global = true, default_value = "cluster.toml")]
     config: PathBuf,
     #[command(flatten)]
-    chain: coordinator::network::ChainArgs,
+    chain: subtensor::ChainArgs,
     #[command(subcommand)]
     command: Command,
 }
@@ -124,11 +124,11 @@ async fn run(cli: Cli) -> Result<()> {
     match cli.command {
         Command::Chain { what } => {
             let paths = Paths::new(&config, &cli.config);
-            let chain = coordinator::network::read_only_chain(&config, &paths).await?;
+            let chain = subtensor::args::read_only_chain(&config, &paths).await?;
             let wallet = if config.mode == protocol::config::Mode::Devnet {
                 coordinator::bootstrap::validator_wallet(&paths)
             } else {
-                coordinator::network::wallet(&config)
+                subtensor::args::wallet(&config)
             };
             show_chain(&config, chain.as_ref(), &wallet, what).await
         }
@@ -237,8 +237,8 @@ async fn run(cli: Cli) -> Result<()> {
 /// `coordinator chain ...`.
 async fn show_chain(
     config: &ClusterConfig,
-    chain: &dyn coordinator::chain::Chain,
-    wallet: &coordinator::keys::WalletPath,
+    chain: &dyn subtensor::Chain,
+    wallet: &subtensor::wallet::WalletPath,
     what: ChainCommand,
 ) -> Result<()> {
     let netuid = config.netuid;
@@ -253,15 +253,15 @@ async fn show_chain(
                      commit-reveal {} (reveal period {})",
                     mg.netuid,
                     mg.block,
-                    mg.tempo,
-                    mg.weights_rate_limit,
-                    mg.weights_version_key,
-                    if mg.commit_reveal_enabled {
+                    mg.params.tempo,
+                    mg.params.weights_rate_limit,
+                    mg.params.weights_version_key,
+                    if mg.params.commit_reveal_enabled {
                         "on"
                     } else {
                         "off"
                     },
-                    mg.reveal_period
+                    mg.params.reveal_period
                 );
                 println!(
                     "{:>5}  {:<48}  {:>16}  {:>6}  last update",
@@ -317,7 +317,7 @@ async fn show_chain(
             let uid = match uid {
                 Some(uid) => uid,
                 None => {
-                    let account = coordinator::keys::load_hotkey(wallet)
+                    let account = subtensor::wallet::load_hotkey(wallet)
                         .map(|s| s.account())
                         .map_err(|e| anyhow::anyhow!("{e} (or pass --uid)"))?;
                     chain

@@ -11,9 +11,7 @@ use ractor::Actor;
 
 use crate::actor::{Coordinator, CoordinatorMsg};
 use crate::bootstrap::{self, Paths};
-use crate::chain::Chain;
 use crate::epoch::{Validator, WorkerHandle};
-use crate::keys::Signer;
 use crate::metrics::Metrics;
 use crate::remote::RemoteArgs;
 use crate::state::State;
@@ -23,6 +21,8 @@ use protocol::config::Mode;
 use protocol::scoring::EpochReport;
 use protocol::transport::{Identity, Timeouts};
 use protocol::wire::EvalSetData;
+use subtensor::Chain;
+use subtensor::Signer;
 use worker::runner::EvalRows;
 
 /// Runs validator epochs from `config` until `epochs` are done or Ctrl-C, handing each report

@@ -6,10 +6,10 @@ use std::path::{Path, PathBuf};
 use std::process::{Command, Stdio};
 use std::time::{Duration, Instant};
 
-use coordinator::chain::devnet::DevnetChain;
-use coordinator::chain::Chain;
 use coordinator::state::State;
 use protocol::scoring::EpochReport;
+use subtensor::Chain;
+use subtensor::DevnetChain;
 
 fn repo() -> PathBuf {
     PathBuf::from(env!("CARGO_MANIFEST_DIR")).join("..")

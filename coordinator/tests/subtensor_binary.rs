@@ -7,10 +7,10 @@ use std::path::{Path, PathBuf};
 use std::process::Command;
 use std::time::{Duration, Instant};
 
-use coordinator::keys::{create_wallet, Signer, WalletPath};
 use hub::{Hub, LocalHub};
 use protocol::scoring::EpochReport;
 use subtensor::testnode::{SubnetConfig, TestNode};
+use subtensor::wallet::{create_wallet, Signer, WalletPath};
 use subxt_signer::sr25519::dev;
 
 const NETUID: u16 = 5;

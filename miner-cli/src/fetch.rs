@@ -8,12 +8,12 @@ use std::path::{Path, PathBuf};
 use std::sync::Arc;
 
 use anyhow::{anyhow, Context, Result};
-use coordinator::chain::CommitmentRecord;
 use hub::Hub;
 use protocol::commitment::Commitment;
 use protocol::dataset::parse_dataset;
 use serde::{Deserialize, Serialize};
 use sha2::{Digest, Sha256};
+use subtensor::CommitmentRecord;
 
 use crate::Ctx;
 

@@ -16,15 +16,15 @@ use std::time::Duration;
 use anyhow::{bail, Context, Result};
 use clap::{Parser, Subcommand};
 use coordinator::bootstrap::Paths;
-use coordinator::chain::devnet::DevnetChain;
-use coordinator::chain::Chain;
-use coordinator::keys::{load_coldkeypub, load_hotkey, load_or_create_wallet, Signer, WalletPath};
-use coordinator::network::ChainArgs;
 use coordinator::state::State;
 use hub::{Hub, HubClient, LocalHub};
 use protocol::commitment::Commitment;
 use protocol::config::{ClusterConfig, Mode};
 use protocol::scoring::EpochReport;
+use subtensor::wallet::{load_coldkeypub, load_hotkey, load_or_create_wallet, Signer, WalletPath};
+use subtensor::Chain;
+use subtensor::ChainArgs;
+use subtensor::DevnetChain;
 
 /// The competition id the validator's config knows: `cluster.toml` has no competition table, the
 /// validator scores every commitment, and the devnet's demo miners commit under this id.
@@ -166,7 +166,7 @@ impl Ctx {
                     .unwrap_or_else(|| "default".into()),
             }
         } else {
-            coordinator::network::wallet(&config)
+            subtensor::args::wallet(&config)
         };
         Ok(Ctx {
             config,
@@ -221,7 +221,7 @@ impl Ctx {
         if self.config.mode == Mode::Devnet {
             Ok(Arc::new(self.devnet()?))
         } else {
-            Ok(coordinator::network::connect(&self.config).await?)
+            Ok(subtensor::args::connect(&self.config).await?)
         }
     }
 
