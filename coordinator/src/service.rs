@@ -6,14 +6,15 @@ use std::sync::{Arc, Mutex};
 use std::time::Duration;
 
 use anyhow::Result;
-use protocol::config::ClusterConfig;
+use protocol::config::{ClusterConfig, Paths};
 use ractor::Actor;
 
 use crate::actor::{Coordinator, CoordinatorMsg};
-use crate::bootstrap::{self, Paths};
-use crate::epoch::{Validator, WorkerHandle};
+use crate::bootstrap;
+use crate::epoch::Validator;
 use crate::metrics::Metrics;
 use crate::remote::RemoteArgs;
+use crate::schedule::WorkerHandle;
 use crate::state::State;
 use crate::supervisor::{ActorSlot, ProxySupervisor, SupervisorMsg};
 use crate::worker_actor::{unix_now, WorkerActor, WorkerArgs, WorkerStatus};
@@ -166,6 +167,7 @@ pub async fn run_validator(
         model_id,
         metrics,
         next_job: AtomicU64::new(1),
+        report_file: paths.last_report(),
     };
     let (coordinator, handle) = Actor::spawn(None, Coordinator, validator)
         .await
