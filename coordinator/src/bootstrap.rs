@@ -4,18 +4,15 @@
 use std::path::PathBuf;
 use std::sync::Arc;
 
-use protocol::commitment::Commitment;
-use protocol::config::{ClusterConfig, Mode};
-
 use hub::progress::ProgressSink;
 use hub::{Hub, HubClient};
+use protocol::commitment::Commitment;
+use protocol::config::{ClusterConfig, Mode, Paths};
 use subtensor::wallet::{load_coldkeypub, load_hotkey, load_or_create_wallet};
 use subtensor::{Chain, DevnetChain, Signer, SubtensorChain, WalletPath};
 
 /// The demo miners, in commit order: the duplicate commits last, so it is the later copy.
 pub const DEMO_MINERS: [&str; 5] = ["on_topic", "off_topic", "malformed", "partial", "duplicate"];
-
-pub use protocol::config::Paths;
 
 /// The devnet validator's wallet, under the state directory.
 pub fn validator_wallet(paths: &Paths) -> WalletPath {

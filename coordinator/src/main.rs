@@ -7,9 +7,8 @@ use std::path::PathBuf;
 
 use anyhow::{Context, Result};
 use clap::{Parser, Subcommand};
-use coordinator::bootstrap::Paths;
-use coordinator::state::State;
-use protocol::config::ClusterConfig;
+use coordinator::State;
+use protocol::config::{ClusterConfig, Paths};
 
 #[derive(Parser)]
 #[command(name = "coordinator", version, about = "Murmuration validator")]
@@ -71,7 +70,7 @@ enum Command {
     /// List the configured workers: in-process devices and remote workers with their pins.
     Workers,
     /// Benchmark the scheduler and transport with simulated workers (see README).
-    BenchCluster(coordinator::bench::ClusterBenchArgs),
+    BenchCluster(coordinator::ClusterBenchArgs),
     /// Show what the validator sees on chain: `metagraph`, `commitments` or `weights`.
     Chain {
         #[command(subcommand)]
@@ -126,7 +125,7 @@ async fn run(cli: Cli) -> Result<()> {
             let paths = Paths::new(&config, &cli.config);
             let chain = subtensor::args::read_only_chain(&config, &paths).await?;
             let wallet = if config.mode == protocol::config::Mode::Devnet {
-                coordinator::bootstrap::validator_wallet(&paths)
+                coordinator::validator_wallet(&paths)
             } else {
                 subtensor::args::wallet(&config)
             };
@@ -156,7 +155,7 @@ async fn run(cli: Cli) -> Result<()> {
             }
             Ok(())
         }
-        Command::BenchCluster(args) => coordinator::bench::run(&args).await,
+        Command::BenchCluster(args) => coordinator::bench_cluster(&args).await,
         Command::Keygen => {
             let paths = Paths::new(&config, &cli.config);
             let dir = paths.resolve(&config.cluster.pki_dir);
@@ -187,7 +186,7 @@ async fn run(cli: Cli) -> Result<()> {
                 if let Some(text) = state.meta("workers")? {
                     let snapshot: serde_json::Value = serde_json::from_str(&text)?;
                     let at = snapshot["at"].as_u64().unwrap_or(0);
-                    let now = coordinator::worker_actor::unix_now();
+                    let now = coordinator::unix_now();
                     println!(
                         "status published {} s ago by the running coordinator:",
                         now.saturating_sub(at)
@@ -222,7 +221,7 @@ async fn run(cli: Cli) -> Result<()> {
             Ok(())
         }
         Command::Run { epochs, json } => {
-            coordinator::service::run_validator(config, &cli.config, epochs, |report| {
+            coordinator::run_validator(config, &cli.config, epochs, |report| {
                 if json {
                     println!("{}", serde_json::to_string(report).unwrap_or_default());
                 } else {

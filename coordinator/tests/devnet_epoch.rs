@@ -6,7 +6,7 @@ use std::path::{Path, PathBuf};
 use std::process::{Command, Stdio};
 use std::time::{Duration, Instant};
 
-use coordinator::state::State;
+use coordinator::State;
 use protocol::scoring::EpochReport;
 use subtensor::Chain;
 use subtensor::DevnetChain;

@@ -6,8 +6,8 @@
 use std::sync::Arc;
 use std::time::Duration;
 
-use coordinator::commit_reveal::{commit, reveal_due};
-use coordinator::state::{PendingCommit, State};
+use coordinator::{commit, reveal_due};
+use coordinator::{PendingCommit, State};
 use subtensor::testnode::{SubnetConfig, TestNode};
 use subtensor::wallet::Signer;
 use subtensor::Subtensor;

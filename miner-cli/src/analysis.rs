@@ -10,8 +10,8 @@ use protocol::config::ClusterConfig;
 use protocol::dataset::{parse_dataset, row_overlap, Dataset, DatasetLimits};
 use protocol::scoring::{content_duplicates, DatasetIdentity};
 
+use crate::ctx::Ctx;
 use crate::fetch::{read_index, IndexEntry};
-use crate::Ctx;
 
 /// Reads and validates `file` with the validator's limits; errors name the file and the line,
 /// field and reason.

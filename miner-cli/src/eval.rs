@@ -1,6 +1,6 @@
 //! `eval FILE`: trains and evaluates a dataset exactly as a validator's worker does (the same
 //! engine, `[training]` table, model and eval set as the config), here on this machine, and
-//! places the loss among the losses of the validator's last epoch when its state is readable.
+//! places the loss among the losses of the validator's last epoch when its report is readable.
 
 use std::path::Path;
 use std::sync::atomic::AtomicBool;
@@ -11,7 +11,7 @@ use protocol::scoring::{win_rates, ScoredMiner};
 use worker::runner::{DeviceRunner, EvalRows};
 
 use crate::analysis::load_dataset;
-use crate::Ctx;
+use crate::ctx::Ctx;
 
 /// `eval FILE --device D`.
 pub async fn eval(ctx: &Ctx, file: &Path, device: &str) -> Result<()> {

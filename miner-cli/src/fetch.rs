@@ -15,7 +15,7 @@ use serde::{Deserialize, Serialize};
 use sha2::{Digest, Sha256};
 use subtensor::CommitmentRecord;
 
-use crate::Ctx;
+use crate::ctx::Ctx;
 
 /// The index file's name in the output directory.
 pub const INDEX: &str = "index.json";

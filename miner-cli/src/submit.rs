@@ -11,7 +11,7 @@ use subtensor::wallet::Signer;
 use subtensor::{Chain, ChainError};
 
 use crate::analysis::load_dataset;
-use crate::Ctx;
+use crate::ctx::Ctx;
 
 /// `submit`'s options.
 pub struct SubmitArgs<'a> {
@@ -88,11 +88,11 @@ pub async fn submit(ctx: &Ctx, args: SubmitArgs<'_>) -> Result<()> {
             args.competition
         )
     })?;
-    if args.competition != crate::DEFAULT_COMPETITION {
+    if args.competition != crate::ctx::DEFAULT_COMPETITION {
         eprintln!(
             "warning: competition {:?}: the validator config knows only {:?} (see --list-competitions)",
             args.competition,
-            crate::DEFAULT_COMPETITION
+            crate::ctx::DEFAULT_COMPETITION
         );
     }
     let signer = ctx.signer()?;
