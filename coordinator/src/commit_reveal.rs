@@ -1,4 +1,4 @@
-//! Hash commit-reveal of weights (chain.md §2.3, DESIGN.md §6 "Emit"): on a subnet with
+//! Hash commit-reveal of weights (`docs/chain.md`, the epoch's emit step): on a subnet with
 //! commit-reveal enabled, the validator commits `BlakeTwo256(hotkey, netuid, uids, values, salt,
 //! version_key)` and reveals the values exactly in epoch `commit_epoch + RevealPeriodEpochs`.
 //!

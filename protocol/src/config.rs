@@ -67,7 +67,7 @@ impl ConfigError {
     }
 }
 
-/// How a miner's LoRA adapter is trained and evaluated (DESIGN.md §5). Every field is a key of the
+/// How a miner's LoRA adapter is trained and evaluated (`docs/training.md`). Every field is a key of the
 /// `[training]` table; its hash is part of the loss cache key.
 #[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
 #[serde(deny_unknown_fields, default)]
@@ -192,7 +192,7 @@ pub enum Mode {
     Finney,
 }
 
-/// How weights are derived from losses (DESIGN.md §6).
+/// How weights are derived from losses (`docs/scoring.md`).
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize, Default)]
 #[serde(rename_all = "snake_case")]
 pub enum ScoringPolicy {
@@ -364,7 +364,7 @@ impl Default for HubConfig {
     }
 }
 
-/// The `[scoring]` table (DESIGN.md §6).
+/// The `[scoring]` table (`docs/scoring.md`).
 #[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
 #[serde(deny_unknown_fields, default)]
 pub struct ScoringConfig {
