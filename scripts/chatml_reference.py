@@ -1,11 +1,11 @@
 #!/usr/bin/env python3
 """Reference ChatML token ids for worker/tests/chat_qwen.rs (run by hand, not in CI).
 
-Implements the FLock OFF SFTDataset algorithm (shared/reference/flock.md §4.3, DESIGN.md §5) with
-the Python `tokenizers` package on the exact Qwen2.5 tokenizer (shared/fixtures/qwen2.5-tokenizer):
-each segment encoded separately without special tokens, contents stripped, assistant segments
-(with their <|im_end|>\\n) in the loss, trailing unpaired message dropped, right truncation.
-DESIGN.md differs from FLock in one place: a null/absent/empty system emits no system block.
+Implements the ChatML rules of docs/training.md (FLock OFF's SFTDataset algorithm) with the
+Python `tokenizers` package on the exact Qwen2.5 tokenizer (the shared fixtures'
+qwen2.5-tokenizer): each segment encoded separately without special tokens, contents stripped,
+assistant segments (with their <|im_end|>\\n) in the loss, trailing unpaired message dropped, right
+truncation. One difference from FLock: a null/absent/empty system emits no system block.
 
     pip install tokenizers==0.21.1
     python3 scripts/chatml_reference.py > worker/tests/fixtures/chatml_qwen.json

@@ -7,16 +7,14 @@ upload_file, repo_info, hf_hub_download at the returned commit, a second commit 
 moves, the old sha stays downloadable), update_repo_settings(private=False), and the private
 repo's invisibility to another user. Exits non-zero on the first failed assertion.
 
-Usage (not run by CI):
+Usage (not run by CI), from the repository root:
 
-    python3 -m venv /work/venv-hub && /work/venv-hub/bin/pip install huggingface_hub
-    CARGO_TARGET_DIR=/work/target-hub cargo build -p murmuration-hub --features server --bin hub-server
-    /work/venv-hub/bin/python scripts/hub_check.py /work/target-hub/debug/hub-server
+    python3 -m venv .venv-hub && .venv-hub/bin/pip install huggingface_hub
+    cargo build -p murmuration-hub --features server --bin hub-server
+    .venv-hub/bin/python scripts/hub_check.py target/debug/hub-server
 
-Without an argument the binary is looked for in $CARGO_TARGET_DIR, /work/target-hub and
-./target (debug, then release).
-
-Last run 2026-12-02: `hub_check: OK (huggingface_hub 2.4.0)`, with hf-xet 1.8.0 installed alongside.
+Without an argument the binary is looked for in $CARGO_TARGET_DIR and ./target (debug, then
+release). It prints `hub_check: OK (huggingface_hub VERSION)` when every check passes.
 """
 
 import os
@@ -28,7 +26,7 @@ import tempfile
 def find_binary():
     if len(sys.argv) > 1:
         return sys.argv[1]
-    roots = [os.environ.get("CARGO_TARGET_DIR"), "/work/target-hub", "target"]
+    roots = [os.environ.get("CARGO_TARGET_DIR"), "target"]
     for root in filter(None, roots):
         for profile in ("debug", "release"):
             p = os.path.join(root, profile, "hub-server")

@@ -3,15 +3,15 @@
 
 Run by hand (not in CI), from the repository root:
 
-    python3 -m venv /work/venv-parity
-    /work/venv-parity/bin/pip install torch transformers peft safetensors numpy
-    /work/venv-parity/bin/python scripts/parity_reference.py worker/tests/fixtures/parity
+    python3 -m venv .venv-parity
+    .venv-parity/bin/pip install torch transformers peft safetensors numpy
+    .venv-parity/bin/python scripts/parity_reference.py worker/tests/fixtures/parity
 
 It builds a tiny random Qwen2ForCausalLM (float32, CPU), a PEFT LoRA adapter with non-zero B,
 token-id examples with prompt masks, and writes: the checkpoint (f32 and a bf16 copy), the initial
 and trained adapters in PEFT format, reference.json with logits, eval losses, per-step train
 losses, pre-clip gradient norms and learning rates, and the fixture README.md. The training loop
-is written out here (not HF Trainer) so its semantics are exactly the ones DESIGN.md §5 states:
+is written out here (not HF Trainer) so its semantics are exactly the ones docs/training.md states:
 micro-batches of consecutive examples (no shuffle), right padding, optimizer steps over groups of
 grad_accum micro-batches (last group partial), step loss = sum of token CE over the group /
 supervised tokens of the group, global-norm clipping (clip_grad_norm_), AdamW(0.9, 0.999, 1e-8),
@@ -255,9 +255,9 @@ on CPU in float32 with Python {v['python']}, torch {v['torch']}, transformers {v
 peft {v['peft']}, safetensors {v['safetensors']}, numpy {v['numpy']}:
 
 ```
-python3 -m venv /work/venv-parity
-/work/venv-parity/bin/pip install torch transformers peft safetensors numpy
-/work/venv-parity/bin/python scripts/parity_reference.py worker/tests/fixtures/parity
+python3 -m venv .venv-parity
+.venv-parity/bin/pip install torch transformers peft safetensors numpy
+.venv-parity/bin/python scripts/parity_reference.py worker/tests/fixtures/parity
 ```
 
 The same command writes the same bytes (checked by running it twice, with different PYTHONHASHSEED). The numbers are

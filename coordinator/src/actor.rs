@@ -4,7 +4,7 @@
 use ractor::{Actor, ActorProcessingErr, ActorRef, RpcReplyPort};
 
 use crate::epoch::Validator;
-use crate::report::EpochReport;
+use protocol::scoring::EpochReport;
 
 /// Messages the coordinator understands.
 pub enum CoordinatorMsg {

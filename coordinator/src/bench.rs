@@ -17,9 +17,8 @@ use protocol::transport::{Identity, Timeouts};
 use protocol::wire::EvalSetData;
 use ractor::Actor;
 
-use crate::epoch::WorkerHandle;
 use crate::remote::{RemoteArgs, RemoteWorker};
-use crate::schedule::{schedule, JobHooks};
+use crate::schedule::{schedule, JobHooks, WorkerHandle};
 use crate::worker_actor::{Job, JobOutcome};
 
 /// Options of the benchmark.

@@ -1,153 +1,47 @@
 //! Start-up of a validator from `cluster.toml`: the state directory, the devnet with its
 //! validator and demo miners (first run only), the model, the eval set, the workers.
 
-use std::path::{Path, PathBuf};
+use std::path::PathBuf;
 use std::sync::Arc;
 
+use hub::progress::ProgressSink;
+use hub::{Hub, HubClient};
 use protocol::commitment::Commitment;
-use protocol::config::{ClusterConfig, Mode};
-use protocol::dataset::{parse_dataset, DatasetLimits, Row};
-
-use crate::chain::devnet::DevnetChain;
-use crate::chain::Chain;
-use crate::hub::local::LocalHub;
-use crate::hub::Hub;
-use crate::keys::{load_hotkey, load_or_create_wallet, Signer, WalletPath};
+use protocol::config::{ClusterConfig, Mode, Paths};
+use subtensor::wallet::{load_coldkeypub, load_hotkey, load_or_create_wallet};
+use subtensor::{Chain, DevnetChain, Signer, SubtensorChain, WalletPath};
 
 /// The demo miners, in commit order: the duplicate commits last, so it is the later copy.
 pub const DEMO_MINERS: [&str; 5] = ["on_topic", "off_topic", "malformed", "partial", "duplicate"];
 
-/// Where everything of one validator lives, resolved against the config file's directory.
-#[derive(Debug, Clone)]
-pub struct Paths {
-    /// The state directory.
-    pub state_dir: PathBuf,
-    /// The directory relative paths of the config are resolved against.
-    pub base: PathBuf,
-}
-
-impl Paths {
-    /// Paths for a config file at `config_path`.
-    pub fn new(config: &ClusterConfig, config_path: &Path) -> Self {
-        let base = worker::serve::config_base(config_path);
-        Self {
-            state_dir: base.join(&config.coordinator.state_dir),
-            base,
-        }
-    }
-
-    /// `path` relative to the config's directory unless absolute.
-    pub fn resolve(&self, path: &str) -> PathBuf {
-        let p = Path::new(path);
-        if p.is_absolute() {
-            p.to_path_buf()
-        } else {
-            self.base.join(p)
-        }
-    }
-
-    /// The validator's SQLite state.
-    pub fn state_db(&self) -> PathBuf {
-        self.state_dir.join("validator.sqlite")
-    }
-
-    /// The devnet chain's SQLite file.
-    pub fn devnet_db(&self) -> PathBuf {
-        self.state_dir.join("devnet.sqlite")
-    }
-
-    /// The local hub's directory.
-    pub fn hub_dir(&self) -> PathBuf {
-        self.state_dir.join("hub")
-    }
-
-    /// Wallets of the devnet's validator and demo miners.
-    pub fn wallets(&self) -> PathBuf {
-        self.state_dir.join("wallets")
-    }
-
-    /// The validator's wallet.
-    pub fn validator_wallet(&self) -> WalletPath {
-        WalletPath {
-            root: self.wallets(),
-            name: "validator".into(),
-            hotkey: "default".into(),
-        }
+/// The devnet validator's wallet, under the state directory.
+pub fn validator_wallet(paths: &Paths) -> WalletPath {
+    WalletPath {
+        root: paths.wallets(),
+        name: "validator".into(),
+        hotkey: "default".into(),
     }
 }
 
-/// The model directory, generating the tiny model on first use.
-pub fn model_dir(config: &ClusterConfig, paths: &Paths) -> anyhow::Result<PathBuf> {
-    worker::serve::model_dir(config, &paths.base)
-}
-
-/// Whether `source` names a Hub repo (`org/name` or `org/name@revision`) rather than a local
-/// path: it has the shape and no such local file or directory exists.
-pub fn is_hub_spec(source: &str, paths: &Paths) -> bool {
-    let repo = source.split('@').next().unwrap_or_default();
-    source != "tiny"
-        && protocol::commitment::split_repo_id(repo).is_some()
-        && !paths.resolve(source).exists()
-}
-
-/// The Hugging Face Hub client of a network mode: the environment (`HF_ENDPOINT`, `HF_TOKEN`,
-/// `.env`, `HF_HOME`, `HF_HUB_OFFLINE`), with `[hub] endpoint` and `cache_dir` when set.
-pub fn hub_client(config: &ClusterConfig) -> anyhow::Result<hfhub::HubClient> {
-    let mut hub_config = hfhub::HubConfig::from_env();
-    if !config.hub.endpoint.is_empty() {
-        hub_config.endpoint = config.hub.endpoint.trim_end_matches('/').to_string();
-    }
-    if !config.hub.cache_dir.is_empty() {
-        hub_config.cache_dir = PathBuf::from(&config.hub.cache_dir);
-    }
-    Ok(hfhub::HubClient::new(hub_config)?)
-}
-
-/// The dataset hub of `config`: the local directory under the state directory, or the Hugging
-/// Face Hub (with its client, for models and eval sets).
-pub fn dataset_hub(
+/// The model directory: the Hub repo `[model] source` names, downloaded into the Hub cache with
+/// a progress bar, or the local directory, where the tiny model is generated on first use.
+pub async fn model(
     config: &ClusterConfig,
     paths: &Paths,
-) -> anyhow::Result<(Arc<dyn Hub>, Option<hfhub::HubClient>)> {
-    if config.uses_huggingface() {
-        let client = hub_client(config)?;
-        Ok((
-            Arc::new(crate::hub::hf::HfHub::new(client.clone())),
-            Some(client),
-        ))
-    } else {
-        Ok((Arc::new(LocalHub::new(&paths.hub_dir())), None))
-    }
-}
-
-/// The model directory: [`model_dir`] for `tiny` or a local path, else the Hub repo
-/// (`Qwen/Qwen2.5-1.5B-Instruct`, optionally `@revision`) downloaded into the Hub cache.
-pub async fn resolve_model(
-    config: &ClusterConfig,
-    paths: &Paths,
-    hub: Option<&hfhub::HubClient>,
+    client: Option<&HubClient>,
 ) -> anyhow::Result<PathBuf> {
-    let source = &config.model.source;
-    match hub.filter(|_| is_hub_spec(source, paths)) {
-        Some(hub) => {
-            let (bar, sink) = download_bar();
-            let files = hub
-                .clone()
-                .with_progress(sink)
-                .download_model(source)
-                .await
-                .map_err(|e| anyhow::anyhow!("model {source}: {e}"))?;
-            bar.finish_and_clear();
-            tracing::info!(model = %files.repo, revision = %files.revision, dir = %files.dir.display(), "model from the Hub cache");
-            Ok(files.dir)
-        }
-        None => model_dir(config, paths),
+    let (bar, sink) = download_bar();
+    let dir = hub::resolve::model(config, paths, client, Some(sink)).await?;
+    bar.finish_and_clear();
+    if config.uses_tiny_model() && !dir.join("config.json").exists() {
+        worker::write_tiny_model(&dir, config.model.tiny_seed)?;
     }
+    Ok(dir)
 }
 
 /// A progress bar on stderr for a multi-gigabyte model download (drawn only when stderr is a
 /// terminal), and the sink that feeds it: bytes of the file being downloaded.
-fn download_bar() -> (indicatif::ProgressBar, Arc<dyn hfhub::ProgressSink>) {
+fn download_bar() -> (indicatif::ProgressBar, Arc<dyn ProgressSink>) {
     let bar =
         indicatif::ProgressBar::with_draw_target(None, indicatif::ProgressDrawTarget::stderr());
     if let Ok(style) = indicatif::ProgressStyle::with_template(
@@ -166,48 +60,6 @@ fn download_bar() -> (indicatif::ProgressBar, Arc<dyn hfhub::ProgressSink>) {
     (bar, sink)
 }
 
-/// The eval set's path: a local file, or `org/name@sha` downloaded from the Hub.
-pub async fn resolve_eval_set(
-    config: &ClusterConfig,
-    paths: &Paths,
-    hub: Option<&hfhub::HubClient>,
-) -> anyhow::Result<PathBuf> {
-    let set = &config.eval.set;
-    match hub.filter(|_| is_hub_spec(set, paths)) {
-        Some(hub) => hub
-            .download_eval_set(set, config.dataset.max_file_bytes)
-            .await
-            .map_err(|e| anyhow::anyhow!("eval set {set}: {e}")),
-        None => Ok(paths.resolve(set)),
-    }
-}
-
-/// The eval rows, their content hash and the file's bytes, from the configured local file.
-pub fn eval_set(
-    config: &ClusterConfig,
-    paths: &Paths,
-) -> anyhow::Result<(Vec<Row>, String, Vec<u8>)> {
-    eval_set_at(config, &paths.resolve(&config.eval.set))
-}
-
-/// The eval rows, their content hash and the file's bytes, from `path`.
-pub fn eval_set_at(
-    config: &ClusterConfig,
-    path: &Path,
-) -> anyhow::Result<(Vec<Row>, String, Vec<u8>)> {
-    let path = path.to_path_buf();
-    let bytes =
-        std::fs::read(&path).map_err(|e| anyhow::anyhow!("eval set {}: {e}", path.display()))?;
-    let limits = DatasetLimits {
-        max_rows: usize::MAX,
-        max_file_bytes: u64::MAX,
-        ..config.dataset.clone()
-    };
-    let dataset = parse_dataset(&bytes, &limits)
-        .map_err(|e| anyhow::anyhow!("eval set {}: {e}", path.display()))?;
-    Ok((dataset.rows, dataset.content_hash, bytes))
-}
-
 /// The devnet chain and hub, with the subnet, the validator and (first run) the demo miners.
 pub async fn devnet(
     config: &ClusterConfig,
@@ -223,7 +75,7 @@ pub async fn devnet(
         &paths.devnet_db(),
         config.devnet.block_time_ms,
     )?);
-    let wallet = paths.validator_wallet();
+    let wallet = validator_wallet(paths);
     let netuid = config.netuid;
     if chain.has_subnet(netuid)? {
         let signer = load_hotkey(&wallet)?;
@@ -236,7 +88,7 @@ pub async fn devnet(
         config.devnet.weights_rate_limit,
     )?;
     let signer = load_or_create_wallet(&wallet)?;
-    let coldkey = crate::keys::load_coldkeypub(&wallet)?;
+    let coldkey = load_coldkeypub(&wallet)?;
     chain.register_neuron(netuid, signer.account(), coldkey, 1_000_000, true)?;
     if config.devnet.demo_miners {
         register_demo_miners(config, paths, &chain, hub.as_ref()).await?;
@@ -249,30 +101,12 @@ pub async fn devnet(
 /// failure is one line naming the endpoint, netuid or hotkey.
 pub async fn subtensor_validator(
     config: &ClusterConfig,
-) -> anyhow::Result<(Arc<crate::chain::subtensor::SubtensorChain>, Signer)> {
-    let wallet = crate::network::wallet(config);
+) -> anyhow::Result<(Arc<SubtensorChain>, Signer)> {
+    let wallet = subtensor::args::wallet(config);
     let signer = load_hotkey(&wallet).map_err(|e| anyhow::anyhow!("validator wallet: {e}"))?;
-    let chain = crate::network::connect(config).await?;
-    check_registered(chain.as_ref(), config.netuid, &signer).await?;
+    let chain = subtensor::args::connect(config).await?;
+    subtensor::args::check_registered(chain.as_ref(), config.netuid, &signer).await?;
     Ok((chain, signer))
-}
-
-/// Fails unless `signer`'s hotkey is a neuron of `netuid`.
-pub async fn check_registered(
-    chain: &dyn Chain,
-    netuid: u16,
-    signer: &Signer,
-) -> anyhow::Result<u16> {
-    let metagraph = chain.metagraph(netuid).await?;
-    metagraph
-        .neuron_of(&signer.account())
-        .map(|n| n.uid)
-        .ok_or_else(|| {
-            anyhow::anyhow!(
-                "hotkey {} is not registered on netuid {netuid}",
-                signer.account()
-            )
-        })
 }
 
 async fn register_demo_miners(
@@ -292,7 +126,7 @@ async fn register_demo_miners(
             hotkey: "default".into(),
         };
         let hotkey = load_or_create_wallet(&wallet)?;
-        let coldkey = crate::keys::load_coldkeypub(&wallet)?;
+        let coldkey = load_coldkeypub(&wallet)?;
         let uid = chain.register_neuron(config.netuid, hotkey.account(), coldkey, 0, false)?;
         let repo = format!("demo/{}", name.replace('_', "-"));
         let revision = hub.publish(&repo, &bytes).await?;

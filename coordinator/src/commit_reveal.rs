@@ -1,4 +1,4 @@
-//! Hash commit-reveal of weights (chain.md §2.3, DESIGN.md §6 "Emit"): on a subnet with
+//! Hash commit-reveal of weights (`docs/subtensor.md`, the epoch's emit step): on a subnet with
 //! commit-reveal enabled, the validator commits `BlakeTwo256(hotkey, netuid, uids, values, salt,
 //! version_key)` and reveals the values exactly in epoch `commit_epoch + RevealPeriodEpochs`.
 //!
@@ -9,9 +9,9 @@
 
 use subtensor::weights::{commit_hash, netuid_index, random_salt, reveal_window, RevealWindow};
 
-use crate::chain::{Chain, ChainError};
-use crate::keys::Signer;
 use crate::state::{CommitStatus, PendingCommit, State, StateError};
+use subtensor::Signer;
+use subtensor::{Chain, ChainError};
 
 /// Commit and reveal calls of one process never overlap (a reveal racing another of the same
 /// commit would fail with `NoWeightsCommitFound`).
@@ -149,7 +149,7 @@ pub async fn reveal_due(
                 }
             },
         };
-        match reveal_window(commit_epoch, metagraph.reveal_period, current) {
+        match reveal_window(commit_epoch, metagraph.params.reveal_period, current) {
             RevealWindow::Wait { reveal_epoch } => {
                 summary.waiting.push((c.commit_block, reveal_epoch));
             }

@@ -1,30 +1,31 @@
-//! One validator epoch, as data flows (DESIGN.md §2): sync the metagraph and commitments, fetch
-//! and check every dataset, drop duplicates, select what to train (EvalQueue), train on the
-//! workers longest job first, score, emit weights, persist, report.
+//! One validator epoch, as data flows (`docs/architecture.md`): sync the metagraph and
+//! commitments, fetch and check every dataset, drop duplicates, select what to train
+//! (EvalQueue), train on the workers longest job first, collect the losses, score, emit weights,
+//! persist the report. [`Validator::run_epoch`] calls one method per step.
 //!
 //! Every state change is written before it is acted on: a job is recorded before it is sent, its
 //! outcome is stored under its cache key as it arrives, weights are queued before they are sent.
 
 use std::collections::{BTreeMap, HashMap};
+use std::path::{Path, PathBuf};
 use std::sync::atomic::{AtomicU64, Ordering};
 use std::sync::Arc;
 use std::time::Duration;
 
 use futures::StreamExt;
+use hub::Hub;
 use protocol::commitment::Commitment;
 use protocol::config::{ClusterConfig, ScoringPolicy};
 use protocol::dataset::{parse_dataset, Dataset};
-
-use crate::chain::{Chain, ChainError};
-use crate::hub::Hub;
-use crate::keys::Signer;
-use crate::metrics::Metrics;
-use crate::report::{EpochReport, MinerLine};
-use crate::schedule::{schedule, JobHooks};
-use crate::scoring::{
+use protocol::scoring::{
     content_duplicates, epoch_weights, loss_duplicates, moving_average, select_for_evaluation,
-    to_u16_weights, win_rates, winner_takes_all, Candidate, DatasetIdentity, ScoredMiner,
+    to_u16_weights, version_key, win_rates, winner_takes_all, Candidate, DatasetIdentity,
+    EpochReport, MinerLine, ScoredMiner,
 };
+use subtensor::{AccountId, Chain, ChainError, Metagraph, Signer};
+
+use crate::metrics::Metrics;
+use crate::schedule::{schedule, JobHooks, WorkerHandle};
 use crate::state::{CacheKey, PendingWeights, State, StateError};
 use crate::worker_actor::{Job, JobOutcome};
 
@@ -101,17 +102,6 @@ impl JobHooks for EpochHooks {
     }
 }
 
-/// A worker the coordinator can send jobs to.
-#[derive(Clone)]
-pub struct WorkerHandle {
-    /// For reports and logs, e.g. `cpu`.
-    pub name: String,
-    /// The worker actor (swapped when a supervisor restarts it).
-    pub actor: crate::supervisor::ActorSlot,
-    /// The status the worker publishes, readable while it is busy.
-    pub status: Arc<std::sync::Mutex<crate::worker_actor::WorkerStatus>>,
-}
-
 /// Everything an epoch needs.
 pub struct Validator {
     /// The configuration.
@@ -134,12 +124,33 @@ pub struct Validator {
     pub metrics: Arc<Metrics>,
     /// Job ids handed out so far.
     pub next_job: AtomicU64,
+    /// Where the last epoch's report is published (`Paths::last_report`).
+    pub report_file: PathBuf,
 }
 
-/// Where one miner stands during the epoch.
+/// Where one miner stands during the epoch: its report line, and its checked submission while
+/// it is still in the running (commitment, dataset, size in bytes).
 struct Entry {
     line: MinerLine,
     dataset: Option<(Commitment, Dataset, usize)>,
+}
+
+/// What the sync step read: the epoch, the chain's view and the scores so far.
+struct EpochStart {
+    epoch: u64,
+    block: u64,
+    own: u16,
+    metagraph: Metagraph,
+    commitments: BTreeMap<AccountId, (Vec<u8>, u64)>,
+    scores: BTreeMap<u16, (String, f64)>,
+}
+
+/// Writes `bytes` to `path` through a temporary file and a rename, so a reader never sees half
+/// a file.
+fn write_atomically(path: &Path, bytes: &[u8]) -> std::io::Result<()> {
+    let tmp = path.with_extension("json.tmp");
+    std::fs::write(&tmp, bytes)?;
+    std::fs::rename(&tmp, path)
 }
 
 impl Validator {
@@ -152,8 +163,31 @@ impl Validator {
         }
     }
 
-    /// Runs (or resumes) one epoch and returns its report.
+    /// Runs (or resumes) one epoch and returns its report: the steps below, in order.
     pub async fn run_epoch(&self) -> Result<EpochReport, EpochError> {
+        let start = self.sync().await?;
+        let mut entries = self.fetch_and_check(&start).await;
+        self.drop_content_duplicates(&mut entries);
+        let jobs = self.select(&entries, &start.scores)?;
+        let trained_by = self.train(start.epoch, jobs).await?;
+        let (scored, cached) = self.collect_losses(&mut entries, &trained_by)?;
+        let scored = self.drop_loss_duplicates(&mut entries, scored);
+        let emission = self.score(&mut entries, &scored, &start.scores)?;
+        let (weights_block, weights_note) = self.emit_weights(&start, &emission).await?;
+        self.persist(EpochReport {
+            epoch: start.epoch,
+            block: start.block,
+            trained: trained_by.len(),
+            cached,
+            weights_block,
+            weights_note,
+            miners: entries.into_values().map(|e| e.line).collect(),
+        })
+    }
+
+    /// Sync: the metagraph, our own uid, the epoch (a new one, or the unfinished one to resume),
+    /// every commitment by hotkey, and the moving-average scores so far.
+    async fn sync(&self) -> Result<EpochStart, EpochError> {
         let netuid = self.config.netuid;
         let metagraph = self.chain.metagraph(netuid).await?;
         let me = self.signer.account();
@@ -169,28 +203,43 @@ impl Validator {
             None => (self.state.begin_epoch(metagraph.block)?, metagraph.block),
         };
         self.metrics.epoch.store(epoch, Ordering::Relaxed);
-        let commitments: BTreeMap<_, _> = self
+        let commitments = self
             .chain
             .commitments(netuid)
             .await?
             .into_iter()
             .map(|c| (c.hotkey, (c.data, c.block)))
             .collect();
+        let scores = self.state.scores()?;
+        Ok(EpochStart {
+            epoch,
+            block,
+            own,
+            metagraph,
+            commitments,
+            scores,
+        })
+    }
 
-        // Sync, fetch and check: every submission is fetched before anything is trained (the
-        // duplicate rule compares them all), `[hub] parallel_downloads` at a time.
-        let miners: Vec<_> = metagraph
+    /// Fetch and check: every other neuron's commitment parsed, its dataset fetched at the
+    /// committed revision and validated, `[hub] parallel_downloads` at a time. Every submission is
+    /// fetched before anything is trained, since the duplicate rule compares them all. A miner's
+    /// failure is its line's reason.
+    async fn fetch_and_check(&self, start: &EpochStart) -> BTreeMap<u16, Entry> {
+        let miners: Vec<_> = start
+            .metagraph
             .neurons
             .iter()
-            .filter(|n| n.uid != own)
+            .filter(|n| n.uid != start.own)
             .map(|n| {
                 (
                     n.uid,
                     n.hotkey.to_ss58(),
-                    commitments.get(&n.hotkey).cloned(),
+                    start.commitments.get(&n.hotkey).cloned(),
                 )
             })
             .collect();
+        let epoch = start.epoch;
         let checks =
             futures::stream::iter(miners.into_iter().map(|(uid, hotkey, found)| async move {
                 let mut line = MinerLine {
@@ -232,9 +281,11 @@ impl Validator {
                 Entry { line, dataset }
             }))
             .buffer_unordered(self.config.hub.parallel_downloads.max(1));
-        let mut entries: BTreeMap<u16, Entry> = checks.map(|e| (e.line.uid, e)).collect().await;
+        checks.map(|e| (e.line.uid, e)).collect().await
+    }
 
-        // Duplicates by content, before anything is trained.
+    /// Duplicates by content, before anything is trained: a later copy keeps no dataset.
+    fn drop_content_duplicates(&self, entries: &mut BTreeMap<u16, Entry>) {
         let identities: Vec<DatasetIdentity<'_>> = entries
             .values()
             .filter_map(|e| {
@@ -253,9 +304,16 @@ impl Validator {
                 e.dataset = None;
             }
         }
+    }
 
-        // Select and train.
-        let scores = self.state.scores()?;
+    /// Select (the EvalQueue): the valid submissions without a loss under the current cache
+    /// key, in queue order, at most `max_miners_per_epoch`, as jobs with their cache keys and
+    /// dataset sizes.
+    fn select(
+        &self,
+        entries: &BTreeMap<u16, Entry>,
+        scores: &BTreeMap<u16, (String, f64)>,
+    ) -> Result<Vec<(Job, CacheKey, usize)>, EpochError> {
         let mut candidates = Vec::new();
         for e in entries.values() {
             if let Some((commitment, _, _)) = &e.dataset {
@@ -275,7 +333,7 @@ impl Validator {
         }
         let selected =
             select_for_evaluation(&candidates, self.config.coordinator.max_miners_per_epoch);
-        let jobs: Vec<(Job, CacheKey, usize)> = selected
+        Ok(selected
             .iter()
             .filter_map(|uid| {
                 let (commitment, dataset, bytes) = entries.get(uid)?.dataset.as_ref()?;
@@ -291,10 +349,17 @@ impl Validator {
                     *bytes,
                 ))
             })
-            .collect();
-        let trained_by = self.train(epoch, jobs).await?;
+            .collect())
+    }
 
-        // Collect every valid submission's outcome under the current key.
+    /// Collect: every valid submission's outcome under the current cache key (trained now or
+    /// cached), as the scored field and the number of cached losses used; a failed, timed-out or
+    /// still-queued submission gets its reason.
+    fn collect_losses(
+        &self,
+        entries: &mut BTreeMap<u16, Entry>,
+        trained_by: &BTreeMap<u16, String>,
+    ) -> Result<(Vec<ScoredMiner>, usize), EpochError> {
         let mut scored = Vec::new();
         let mut cached = 0;
         for e in entries.values_mut() {
@@ -332,6 +397,15 @@ impl Validator {
                 Err(err) => e.line.reason = format!("unreadable cached outcome: {err}"),
             }
         }
+        Ok((scored, cached))
+    }
+
+    /// Duplicates by loss, after training: the later of two equal losses leaves the field.
+    fn drop_loss_duplicates(
+        &self,
+        entries: &mut BTreeMap<u16, Entry>,
+        mut scored: Vec<ScoredMiner>,
+    ) -> Vec<ScoredMiner> {
         let loss_dups = loss_duplicates(&scored, self.config.scoring.duplicate_loss_rel);
         scored.retain(|m| !loss_dups.contains_key(&m.uid));
         for (uid, original) in &loss_dups {
@@ -339,8 +413,17 @@ impl Validator {
                 e.line.reason = format!("duplicate of uid {original} (equal loss)");
             }
         }
+        scored
+    }
 
-        // Score.
+    /// Score: win rates and epoch weights under the `[scoring]` policy, the new moving-average
+    /// scores (stored), and the u16 emission they give; every line gets its numbers.
+    fn score(
+        &self,
+        entries: &mut BTreeMap<u16, Entry>,
+        scored: &[ScoredMiner],
+        scores: &BTreeMap<u16, (String, f64)>,
+    ) -> Result<Vec<(u16, u16)>, EpochError> {
         let s = &self.config.scoring;
         let hotkeys: BTreeMap<u16, String> = entries
             .values()
@@ -348,18 +431,18 @@ impl Validator {
             .collect();
         let (epoch_w, new_scores) = match s.policy {
             ScoringPolicy::WinRate => {
-                let rates = win_rates(&scored, s.epsilon);
+                let rates = win_rates(scored, s.epsilon);
                 for (uid, rate) in &rates {
                     if let Some(e) = entries.get_mut(uid) {
                         e.line.win_rate = Some(*rate);
                     }
                 }
                 let w = epoch_weights(&rates, s.temperature);
-                let new = moving_average(&scores, &w, &hotkeys, s.alpha);
+                let new = moving_average(scores, &w, &hotkeys, s.alpha);
                 (w, new)
             }
             ScoringPolicy::WinnerTakesAll => {
-                let w: BTreeMap<u16, f64> = winner_takes_all(&scored)
+                let w: BTreeMap<u16, f64> = winner_takes_all(scored)
                     .into_iter()
                     .map(|u| (u, 1.0))
                     .collect();
@@ -381,32 +464,37 @@ impl Validator {
                 .find(|(u, _)| *u == e.line.uid)
                 .map_or(0, |(_, v)| *v);
         }
+        Ok(emission)
+    }
 
-        // Emit.
-        let version_key =
-            crate::emission::version_key(s.version_key, metagraph.weights_version_key);
-        let (weights_block, weights_note) = self
-            .emit(
-                epoch,
-                own,
-                &emission,
-                version_key,
-                metagraph.weights_rate_limit,
-                metagraph.commit_reveal_enabled,
-            )
-            .await?;
+    /// Emit: the emission with `max(ours, chain's)` version key, set or committed within the
+    /// rate limit. Returns the inclusion block, or a note saying why nothing was sent.
+    async fn emit_weights(
+        &self,
+        start: &EpochStart,
+        emission: &[(u16, u16)],
+    ) -> Result<(Option<u64>, String), EpochError> {
+        let params = &start.metagraph.params;
+        let key = version_key(self.config.scoring.version_key, params.weights_version_key);
+        self.emit(
+            start.epoch,
+            start.own,
+            emission,
+            key,
+            params.weights_rate_limit,
+            params.commit_reveal_enabled,
+        )
+        .await
+    }
 
-        let report = EpochReport {
-            epoch,
-            block,
-            trained: trained_by.len(),
-            cached,
-            weights_block,
-            weights_note,
-            miners: entries.into_values().map(|e| e.line).collect(),
-        };
+    /// Persist: the report closes the epoch in the state, then is published as the report file
+    /// (for readers that must not open the database) and to the metrics.
+    fn persist(&self, report: EpochReport) -> Result<EpochReport, EpochError> {
         let json = serde_json::to_string(&report).map_err(|e| StateError(e.to_string()))?;
-        self.state.finish_epoch(epoch, &json)?;
+        self.state.finish_epoch(report.epoch, &json)?;
+        if let Err(e) = write_atomically(&self.report_file, json.as_bytes()) {
+            tracing::warn!(file = %self.report_file.display(), error = %e, "the epoch report file was not written");
+        }
         self.metrics.record_report(&report);
         Ok(report)
     }
@@ -577,7 +665,7 @@ impl Validator {
                 Some(block),
                 format!(
                     "committed (revealed {} epoch(s) later)",
-                    metagraph.reveal_period
+                    metagraph.params.reveal_period
                 ),
             )),
             Err(crate::commit_reveal::CommitRevealError::Chain(ChainError::RateLimited {

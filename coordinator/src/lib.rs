@@ -1,25 +1,30 @@
-//! The Murmuration validator: chain and hub access, dataset checks, the EvalQueue, in-process
-//! workers, scoring, weights and persisted state, driven by the `Coordinator` actor.
+//! The Murmuration validator: the `Coordinator` actor runs one epoch at a time — sync the chain,
+//! fetch and check every dataset, select what to train, train on in-process and remote workers,
+//! score, set weights — and keeps everything it decides in its SQLite state
+//! (`docs/architecture.md`). Chain access lives in `subtensor`, dataset hosting in `hub`,
+//! scoring in `protocol::scoring`, the engine in `worker`.
+//!
+//! What other crates and the `coordinator` binary use is re-exported here; the modules are
+//! private.
 
-pub mod actor;
-pub mod audit;
-pub mod bench;
-pub mod bootstrap;
-pub mod chain;
-pub mod commit_reveal;
-pub mod duplicates;
-pub mod emission;
-pub mod epoch;
-pub mod eval_queue;
-pub mod hub;
-pub mod keys;
-pub mod metrics;
-pub mod network;
-pub mod remote;
-pub mod report;
-pub mod schedule;
-pub mod scoring;
-pub mod service;
-pub mod state;
-pub mod supervisor;
-pub mod worker_actor;
+mod actor;
+mod bench;
+mod bootstrap;
+mod commit_reveal;
+mod epoch;
+mod metrics;
+mod remote;
+mod schedule;
+mod service;
+mod state;
+mod supervisor;
+mod worker_actor;
+
+pub use bench::{run as bench_cluster, ClusterBenchArgs};
+pub use bootstrap::validator_wallet;
+pub use commit_reveal::{commit, reveal_due, CommitRevealError, RevealSummary};
+pub use service::run_validator;
+pub use state::{
+    CacheKey, PendingCommit, PendingWeights, State, StateError, MIGRATIONS, SCHEMA_VERSION,
+};
+pub use worker_actor::unix_now;

@@ -7,9 +7,8 @@ use std::path::PathBuf;
 
 use anyhow::{Context, Result};
 use clap::{Parser, Subcommand};
-use coordinator::bootstrap::Paths;
-use coordinator::state::State;
-use protocol::config::ClusterConfig;
+use coordinator::State;
+use protocol::config::{ClusterConfig, Paths};
 
 #[derive(Parser)]
 #[command(name = "coordinator", version, about = "Murmuration validator")]
@@ -18,7 +17,7 @@ struct Cli {
     #[arg(long, global = true, default_value = "cluster.toml")]
     config: PathBuf,
     #[command(flatten)]
-    chain: coordinator::network::ChainArgs,
+    chain: subtensor::ChainArgs,
     #[command(subcommand)]
     command: Command,
 }
@@ -71,7 +70,7 @@ enum Command {
     /// List the configured workers: in-process devices and remote workers with their pins.
     Workers,
     /// Benchmark the scheduler and transport with simulated workers (see README).
-    BenchCluster(coordinator::bench::ClusterBenchArgs),
+    BenchCluster(coordinator::ClusterBenchArgs),
     /// Show what the validator sees on chain: `metagraph`, `commitments` or `weights`.
     Chain {
         #[command(subcommand)]
@@ -124,11 +123,11 @@ async fn run(cli: Cli) -> Result<()> {
     match cli.command {
         Command::Chain { what } => {
             let paths = Paths::new(&config, &cli.config);
-            let chain = coordinator::network::read_only_chain(&config, &paths).await?;
+            let chain = subtensor::args::read_only_chain(&config, &paths).await?;
             let wallet = if config.mode == protocol::config::Mode::Devnet {
-                paths.validator_wallet()
+                coordinator::validator_wallet(&paths)
             } else {
-                coordinator::network::wallet(&config)
+                subtensor::args::wallet(&config)
             };
             show_chain(&config, chain.as_ref(), &wallet, what).await
         }
@@ -137,7 +136,7 @@ async fn run(cli: Cli) -> Result<()> {
             std::io::stdin()
                 .read_to_string(&mut input)
                 .context("reading stdin")?;
-            let out = coordinator::audit::score_audit(&input, &config.scoring)
+            let out = protocol::scoring::score_audit(&input, &config.scoring)
                 .map_err(|e| anyhow::anyhow!("stdin {e}"))?;
             println!("{}", serde_json::to_string_pretty(&out)?);
             Ok(())
@@ -151,12 +150,12 @@ async fn run(cli: Cli) -> Result<()> {
             if json {
                 println!("{text}");
             } else {
-                let report: coordinator::report::EpochReport = serde_json::from_str(&text)?;
+                let report: protocol::scoring::EpochReport = serde_json::from_str(&text)?;
                 println!("{report}");
             }
             Ok(())
         }
-        Command::BenchCluster(args) => coordinator::bench::run(&args).await,
+        Command::BenchCluster(args) => coordinator::bench_cluster(&args).await,
         Command::Keygen => {
             let paths = Paths::new(&config, &cli.config);
             let dir = paths.resolve(&config.cluster.pki_dir);
@@ -187,7 +186,7 @@ async fn run(cli: Cli) -> Result<()> {
                 if let Some(text) = state.meta("workers")? {
                     let snapshot: serde_json::Value = serde_json::from_str(&text)?;
                     let at = snapshot["at"].as_u64().unwrap_or(0);
-                    let now = coordinator::worker_actor::unix_now();
+                    let now = coordinator::unix_now();
                     println!(
                         "status published {} s ago by the running coordinator:",
                         now.saturating_sub(at)
@@ -212,7 +211,7 @@ async fn run(cli: Cli) -> Result<()> {
                     }
                 }
                 if let Some(text) = state.last_report()? {
-                    let report: coordinator::report::EpochReport = serde_json::from_str(&text)?;
+                    let report: protocol::scoring::EpochReport = serde_json::from_str(&text)?;
                     println!("last epoch {}: jobs by worker", report.epoch);
                     for m in report.miners.iter().filter(|m| m.worker.is_some()) {
                         println!("  uid {:>4}  {}", m.uid, m.worker.as_deref().unwrap_or("-"));
@@ -222,7 +221,7 @@ async fn run(cli: Cli) -> Result<()> {
             Ok(())
         }
         Command::Run { epochs, json } => {
-            coordinator::service::run_validator(config, &cli.config, epochs, |report| {
+            coordinator::run_validator(config, &cli.config, epochs, |report| {
                 if json {
                     println!("{}", serde_json::to_string(report).unwrap_or_default());
                 } else {
@@ -237,8 +236,8 @@ async fn run(cli: Cli) -> Result<()> {
 /// `coordinator chain ...`.
 async fn show_chain(
     config: &ClusterConfig,
-    chain: &dyn coordinator::chain::Chain,
-    wallet: &coordinator::keys::WalletPath,
+    chain: &dyn subtensor::Chain,
+    wallet: &subtensor::wallet::WalletPath,
     what: ChainCommand,
 ) -> Result<()> {
     let netuid = config.netuid;
@@ -253,15 +252,15 @@ async fn show_chain(
                      commit-reveal {} (reveal period {})",
                     mg.netuid,
                     mg.block,
-                    mg.tempo,
-                    mg.weights_rate_limit,
-                    mg.weights_version_key,
-                    if mg.commit_reveal_enabled {
+                    mg.params.tempo,
+                    mg.params.weights_rate_limit,
+                    mg.params.weights_version_key,
+                    if mg.params.commit_reveal_enabled {
                         "on"
                     } else {
                         "off"
                     },
-                    mg.reveal_period
+                    mg.params.reveal_period
                 );
                 println!(
                     "{:>5}  {:<48}  {:>16}  {:>6}  last update",
@@ -317,7 +316,7 @@ async fn show_chain(
             let uid = match uid {
                 Some(uid) => uid,
                 None => {
-                    let account = coordinator::keys::load_hotkey(wallet)
+                    let account = subtensor::wallet::load_hotkey(wallet)
                         .map(|s| s.account())
                         .map_err(|e| anyhow::anyhow!("{e} (or pass --uid)"))?;
                     chain

@@ -8,8 +8,8 @@ use std::sync::{Arc, Mutex};
 
 use tokio::io::{AsyncReadExt, AsyncWriteExt};
 
-use crate::report::EpochReport;
 use crate::worker_actor::JobOutcome;
+use protocol::scoring::EpochReport;
 
 /// What the validator exposes.
 #[derive(Debug, Default)]

@@ -1,4 +1,4 @@
-//! Scheduling jobs over workers (DESIGN.md §2 step 4): longest job first, each worker taking the
+//! Scheduling jobs over workers (the epoch's train step, `docs/architecture.md`): longest job first, each worker taking the
 //! next job as soon as it is free (greedy LPT, which on identical devices is the least-loaded
 //! worker rule); a worker that fails has its job put back at the front of the queue for another,
 //! and after [`MAX_WORKER_FAILURES`] failures in a row it takes no more jobs this round. A job's
@@ -8,8 +8,19 @@ use std::collections::{BTreeMap, VecDeque};
 use std::sync::{Arc, Mutex};
 use std::time::Duration;
 
-use crate::epoch::WorkerHandle;
-use crate::worker_actor::{Job, JobOutcome, WorkerMsg};
+use crate::supervisor::ActorSlot;
+use crate::worker_actor::{Job, JobOutcome, WorkerMsg, WorkerStatus};
+
+/// A worker the scheduler can send jobs to.
+#[derive(Clone)]
+pub struct WorkerHandle {
+    /// For reports and logs, e.g. `cpu`.
+    pub name: String,
+    /// The worker actor (swapped when a supervisor restarts it).
+    pub actor: ActorSlot,
+    /// The status the worker publishes, readable while it is busy.
+    pub status: Arc<Mutex<WorkerStatus>>,
+}
 
 /// Consecutive failures after which a worker takes no more jobs this round.
 pub const MAX_WORKER_FAILURES: u32 = 3;

@@ -6,23 +6,24 @@ use std::sync::{Arc, Mutex};
 use std::time::Duration;
 
 use anyhow::Result;
-use protocol::config::ClusterConfig;
+use protocol::config::{ClusterConfig, Paths};
 use ractor::Actor;
 
 use crate::actor::{Coordinator, CoordinatorMsg};
-use crate::bootstrap::{self, Paths};
-use crate::chain::Chain;
-use crate::epoch::{Validator, WorkerHandle};
-use crate::keys::Signer;
+use crate::bootstrap;
+use crate::epoch::Validator;
 use crate::metrics::Metrics;
 use crate::remote::RemoteArgs;
-use crate::report::EpochReport;
+use crate::schedule::WorkerHandle;
 use crate::state::State;
 use crate::supervisor::{ActorSlot, ProxySupervisor, SupervisorMsg};
 use crate::worker_actor::{unix_now, WorkerActor, WorkerArgs, WorkerStatus};
 use protocol::config::Mode;
-use protocol::transport::Identity;
+use protocol::scoring::EpochReport;
+use protocol::transport::{Identity, Timeouts};
 use protocol::wire::EvalSetData;
+use subtensor::Chain;
+use subtensor::Signer;
 use worker::runner::EvalRows;
 
 /// Runs validator epochs from `config` until `epochs` are done or Ctrl-C, handing each report
@@ -35,7 +36,7 @@ pub async fn run_validator(
 ) -> Result<()> {
     let paths = Paths::new(&config, config_path);
     let state = Arc::new(State::open(&paths.state_db())?);
-    let (hub, hub_client) = bootstrap::dataset_hub(&config, &paths)?;
+    let (hub, hub_client) = hub::resolve::dataset_hub(&config, &paths)?;
     let (chain, signer): (Arc<dyn Chain>, Signer) = if config.mode == Mode::Devnet {
         let (chain, signer) = bootstrap::devnet(&config, &paths, hub.clone()).await?;
         (chain, signer)
@@ -43,9 +44,9 @@ pub async fn run_validator(
         let (chain, signer) = bootstrap::subtensor_validator(&config).await?;
         (chain, signer)
     };
-    let model_dir = bootstrap::resolve_model(&config, &paths, hub_client.as_ref()).await?;
-    let eval_path = bootstrap::resolve_eval_set(&config, &paths, hub_client.as_ref()).await?;
-    let (eval_rows, eval_hash, eval_bytes) = bootstrap::eval_set_at(&config, &eval_path)?;
+    let model_dir = bootstrap::model(&config, &paths, hub_client.as_ref()).await?;
+    let eval_path = hub::resolve::eval_set_path(&config, &paths, hub_client.as_ref()).await?;
+    let (eval_rows, eval_hash, eval_bytes) = hub::resolve::eval_set(&config, &eval_path)?;
     let model_id = worker::checkpoint::model_id(&model_dir)?;
     tracing::info!(validator = %signer.account(), eval_rows = eval_rows.len(), model = %model_dir.display(), "starting");
     let eval = EvalRows {
@@ -93,7 +94,10 @@ pub async fn run_validator(
                 address: w.address.parse()?,
                 fingerprint: w.fingerprint.clone(),
                 identity: identity.clone(),
-                timeouts: worker::serve::timeouts(&config),
+                timeouts: Timeouts {
+                    keep_alive: config.cluster.keep_alive(),
+                    idle: config.cluster.idle_timeout(),
+                },
                 heartbeat: Duration::from_millis(config.cluster.heartbeat_ms),
                 worker_timeout: Duration::from_millis(config.cluster.worker_timeout_ms),
                 eval: eval_data.clone(),
@@ -163,6 +167,7 @@ pub async fn run_validator(
         model_id,
         metrics,
         next_job: AtomicU64::new(1),
+        report_file: paths.last_report(),
     };
     let (coordinator, handle) = Actor::spawn(None, Coordinator, validator)
         .await

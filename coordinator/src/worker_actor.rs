@@ -90,7 +90,7 @@ pub struct WorkerArgs {
     pub model_dir: PathBuf,
     /// The evaluation rows and their hash.
     pub eval: EvalRows,
-    /// Where the worker publishes its status (shared with its [`crate::epoch::WorkerHandle`]).
+    /// Where the worker publishes its status (shared with its [`crate::schedule::WorkerHandle`]).
     pub status: Arc<Mutex<WorkerStatus>>,
 }
 

@@ -7,13 +7,13 @@ use std::path::{Path, PathBuf};
 use std::process::{Child, Command, Stdio};
 use std::time::{Duration, Instant};
 
-use coordinator::report::EpochReport;
+use protocol::scoring::EpochReport;
 use protocol::transport::{self, Identity, Timeouts, SERVER_NAME};
 use protocol::wire::{FrameDecoder, Message, ALPN};
 
-fn repo() -> PathBuf {
-    PathBuf::from(env!("CARGO_MANIFEST_DIR")).join("..")
-}
+mod common;
+
+use common::{coordinator, demo_dir, demo_training, eval_set, run_epochs, write_config};
 
 /// The `worker` binary of this workspace (built by `cargo test --workspace`; built here otherwise).
 fn worker_bin() -> PathBuf {
@@ -28,20 +28,15 @@ fn worker_bin() -> PathBuf {
     bin
 }
 
-const TRAINING: &str = "[training]\nmicro_batch = 4\ngrad_accum = 2\nepochs = {EPOCHS}\nmax_seq_len = 256\nlr = 2e-3\nwarmup_steps = 2\nlora_rank = 8\nlora_alpha = 16.0\nmax_rows = 100\n[dataset]\nmax_rows = 100\n";
 const CLUSTER: &str = "[cluster]\npki_dir = \"pki\"\nkeep_alive_ms = 500\nidle_timeout_ms = 3000\nheartbeat_ms = 300\nworker_timeout_ms = 3000\n";
-
-fn training(epochs: usize) -> String {
-    TRAINING.replace("{EPOCHS}", &epochs.to_string())
-}
 
 /// A coordinator config in `dir`: in-process CPU worker when `remote` is empty.
 fn coordinator_config(dir: &Path, remote: &[(String, String, String)], epochs: usize) -> PathBuf {
     let mut text = format!(
         "[eval]\nset = \"{}\"\n[devnet]\ndemo_dir = \"{}\"\n{}{}",
-        repo().join("eval_data/data.jsonl").display(),
-        repo().join("eval_data/demo").display(),
-        training(epochs),
+        eval_set().display(),
+        demo_dir().display(),
+        demo_training(epochs),
         CLUSTER
     );
     if !remote.is_empty() {
@@ -50,16 +45,11 @@ fn coordinator_config(dir: &Path, remote: &[(String, String, String)], epochs: u
             text.push_str(&format!("[[remote_workers]]\nid = \"{id}\"\naddress = \"{address}\"\nfingerprint = \"{fingerprint}\"\n"));
         }
     }
-    let path = dir.join("cluster.toml");
-    std::fs::write(&path, text).expect("config");
-    path
+    write_config(dir, &text)
 }
 
 fn coordinator_keygen(dir: &Path) -> String {
-    std::fs::write(dir.join("cluster.toml"), CLUSTER).expect("config");
-    let out = Command::new(env!("CARGO_BIN_EXE_coordinator"))
-        .arg("--config")
-        .arg(dir.join("cluster.toml"))
+    let out = coordinator(&write_config(dir, CLUSTER))
         .arg("keygen")
         .output()
         .expect("keygen");
@@ -110,19 +100,7 @@ fn start_worker(dir: &Path, id: &str, coordinator_fp: &str) -> (Child, String, S
 }
 
 fn run_epoch(config: &Path) -> EpochReport {
-    let out = Command::new(env!("CARGO_BIN_EXE_coordinator"))
-        .arg("--config")
-        .arg(config)
-        .args(["run", "--json", "--epochs", "1"])
-        .env("RUST_LOG", "warn")
-        .output()
-        .expect("coordinator");
-    assert!(
-        out.status.success(),
-        "{}",
-        String::from_utf8_lossy(&out.stderr)
-    );
-    serde_json::from_slice(&out.stdout).expect("report")
+    run_epochs(config, 1).pop().expect("one report")
 }
 
 fn losses(report: &EpochReport) -> Vec<(u16, Option<f64>, String)> {
@@ -173,9 +151,7 @@ fn two_remote_workers_give_the_single_node_result() {
         used.iter().all(|w| w == "wa" || w == "wb") && !used.is_empty(),
         "{used:?}"
     );
-    let workers = Command::new(env!("CARGO_BIN_EXE_coordinator"))
-        .arg("--config")
-        .arg(dir.path().join("cluster.toml"))
+    let workers = coordinator(&dir.path().join("cluster.toml"))
         .arg("workers")
         .output()
         .expect("coordinator workers");
@@ -205,11 +181,8 @@ fn a_worker_killed_mid_job_loses_nothing() {
         ("wb".to_string(), addr_b, fp_b),
     ];
     let config = coordinator_config(dir.path(), &remote, 12);
-    let coordinator = Command::new(env!("CARGO_BIN_EXE_coordinator"))
-        .arg("--config")
-        .arg(&config)
+    let coordinator = coordinator(&config)
         .args(["run", "--json", "--epochs", "1"])
-        .env("RUST_LOG", "warn")
         .stdout(Stdio::piped())
         .stderr(Stdio::null())
         .spawn()

@@ -6,19 +6,18 @@ use std::path::{Path, PathBuf};
 use std::process::{Command, Stdio};
 use std::time::{Duration, Instant};
 
-use coordinator::chain::devnet::DevnetChain;
-use coordinator::chain::Chain;
-use coordinator::report::EpochReport;
-use coordinator::state::State;
+use coordinator::State;
+use protocol::scoring::EpochReport;
+use subtensor::Chain;
+use subtensor::DevnetChain;
 
-fn repo() -> PathBuf {
-    PathBuf::from(env!("CARGO_MANIFEST_DIR")).join("..")
-}
+mod common;
+
+use common::{coordinator, demo_dir, demo_training, eval_set, run_epochs};
 
 /// A cluster.toml in `dir` using the repo's eval set and demo miners; `training_epochs` sets
 /// how long each job takes.
 fn write_config(dir: &Path, training_epochs: usize) -> PathBuf {
-    let path = dir.join("cluster.toml");
     let text = format!(
         r#"
 [coordinator]
@@ -30,46 +29,12 @@ set = "{eval}"
 tempo = 10
 weights_rate_limit = 10
 demo_dir = "{demo}"
-[training]
-micro_batch = 4
-grad_accum = 2
-epochs = {training_epochs}
-max_seq_len = 256
-lr = 2e-3
-warmup_steps = 2
-lora_rank = 8
-lora_alpha = 16.0
-max_rows = 100
-[dataset]
-max_rows = 100
-"#,
-        eval = repo().join("eval_data/data.jsonl").display(),
-        demo = repo().join("eval_data/demo").display(),
+{training}"#,
+        eval = eval_set().display(),
+        demo = demo_dir().display(),
+        training = demo_training(training_epochs),
     );
-    std::fs::write(&path, text).expect("write config");
-    path
-}
-
-fn coordinator(config: &Path) -> Command {
-    let mut cmd = Command::new(env!("CARGO_BIN_EXE_coordinator"));
-    cmd.arg("--config").arg(config).env("RUST_LOG", "warn");
-    cmd
-}
-
-fn run_epochs(config: &Path, epochs: u64) -> Vec<EpochReport> {
-    let out = coordinator(config)
-        .args(["run", "--json", "--epochs", &epochs.to_string()])
-        .output()
-        .expect("coordinator runs");
-    assert!(
-        out.status.success(),
-        "coordinator failed: {}",
-        String::from_utf8_lossy(&out.stderr)
-    );
-    String::from_utf8_lossy(&out.stdout)
-        .lines()
-        .map(|l| serde_json::from_str(l).expect("one JSON report per line"))
-        .collect()
+    common::write_config(dir, &text)
 }
 
 /// Reads a running coordinator's database without writing to it (no schema creation race):
@@ -98,7 +63,7 @@ fn has_report_read_only(db: &Path) -> bool {
         .is_ok_and(|n| n > 0)
 }
 
-fn line(report: &EpochReport, uid: u16) -> &coordinator::report::MinerLine {
+fn line(report: &EpochReport, uid: u16) -> &protocol::scoring::MinerLine {
     report
         .miners
         .iter()
@@ -140,6 +105,11 @@ fn a_devnet_epoch_ranks_the_demo_miners_and_sets_weights_on_chain() {
     assert_eq!(second.trained, 0, "{second}");
     assert_eq!(second.cached, 3);
     assert_eq!(line(second, 1).eval_loss, line(first, 1).eval_loss);
+
+    // The report file, which miner-cli reads instead of the database, holds the last report.
+    let file = std::fs::read_to_string(dir.path().join("state/last_report.json")).expect("file");
+    let published: EpochReport = serde_json::from_str(&file).expect("report JSON");
+    assert_eq!(&published, second);
 
     // Weights are readable back from the devnet.
     let runtime = tokio::runtime::Runtime::new().expect("runtime");

@@ -4,18 +4,16 @@
 //! `HF_HUB_OFFLINE=1` and the server gone.
 
 use std::path::{Path, PathBuf};
-use std::process::Command;
 
-use coordinator::report::EpochReport;
-use hfhub::server::HubServer;
-use hfhub::RepoKind;
+use hub::server::HubServer;
+use hub::RepoKind;
+use protocol::scoring::EpochReport;
 
-fn repo() -> PathBuf {
-    PathBuf::from(env!("CARGO_MANIFEST_DIR")).join("..")
-}
+mod common;
+
+use common::{coordinator, demo_dir, QUICK_TRAINING};
 
 fn write_config(dir: &Path, endpoint: &str, model: &str, eval: &str) -> PathBuf {
-    let path = dir.join("cluster.toml");
     let text = format!(
         r#"
 [coordinator]
@@ -32,33 +30,17 @@ set = "{eval}"
 tempo = 10
 weights_rate_limit = 10
 demo_dir = "{demo}"
-[training]
-micro_batch = 4
-grad_accum = 2
-epochs = 1
-max_seq_len = 128
-lr = 2e-3
-warmup_steps = 1
-lora_rank = 4
-lora_alpha = 8.0
-max_rows = 40
-[dataset]
-max_rows = 100
-"#,
+{QUICK_TRAINING}"#,
         cache = dir.join("hf-cache").display(),
-        demo = repo().join("eval_data/demo").display(),
+        demo = demo_dir().display(),
     );
-    std::fs::write(&path, text).expect("write config");
-    path
+    common::write_config(dir, &text)
 }
 
 /// Runs `coordinator run --epochs 1 --json` with a clean Hugging Face environment.
 fn run_epoch(dir: &Path, config: &Path, token: &str, offline: bool) -> EpochReport {
-    let mut cmd = Command::new(env!("CARGO_BIN_EXE_coordinator"));
-    cmd.arg("--config")
-        .arg(config)
-        .args(["run", "--epochs", "1", "--json"])
-        .env("RUST_LOG", "warn")
+    let mut cmd = coordinator(config);
+    cmd.args(["run", "--epochs", "1", "--json"])
         .env("HF_HOME", dir.join("hf-home"))
         .env("HF_TOKEN", token)
         .env_remove("HF_ENDPOINT")
@@ -69,13 +51,7 @@ fn run_epoch(dir: &Path, config: &Path, token: &str, offline: bool) -> EpochRepo
         cmd.env_remove("HF_HUB_OFFLINE");
     }
     let out = cmd.output().expect("coordinator runs");
-    assert!(
-        out.status.success(),
-        "coordinator failed: {}",
-        String::from_utf8_lossy(&out.stderr)
-    );
-    let stdout = String::from_utf8_lossy(&out.stdout);
-    serde_json::from_str(stdout.lines().next().expect("a report")).expect("report JSON")
+    common::reports(&out).into_iter().next().expect("a report")
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
@@ -103,7 +79,7 @@ async fn a_devnet_epoch_with_datasets_model_and_eval_set_on_a_hugging_face_hub()
     let model_sha = server
         .commit(RepoKind::Model, "acme/tiny-qwen", &files)
         .unwrap();
-    let eval = std::fs::read(repo().join("eval_data/data.jsonl")).unwrap();
+    let eval = std::fs::read(common::eval_set()).unwrap();
     server
         .create_repo(RepoKind::Dataset, "acme/eval", false)
         .unwrap();

@@ -3,7 +3,7 @@
 
 use std::collections::BTreeMap;
 
-use coordinator::state::{CacheKey, PendingWeights, State, MIGRATIONS, SCHEMA_VERSION};
+use coordinator::{CacheKey, PendingWeights, State, MIGRATIONS, SCHEMA_VERSION};
 
 fn key(config: &str) -> CacheKey {
     CacheKey {

@@ -7,23 +7,21 @@ use std::path::{Path, PathBuf};
 use std::process::Command;
 use std::time::{Duration, Instant};
 
-use coordinator::hub::local::LocalHub;
-use coordinator::hub::Hub;
-use coordinator::keys::{create_wallet, Signer, WalletPath};
-use coordinator::report::EpochReport;
+use hub::{Hub, LocalHub};
+use protocol::scoring::EpochReport;
 use subtensor::testnode::{SubnetConfig, TestNode};
+use subtensor::wallet::{create_wallet, Signer, WalletPath};
 use subxt_signer::sr25519::dev;
 
-const NETUID: u16 = 5;
+mod common;
 
-fn repo() -> PathBuf {
-    PathBuf::from(env!("CARGO_MANIFEST_DIR")).join("..")
-}
+use common::{coordinator, demo_dir, eval_set, QUICK_TRAINING};
+
+const NETUID: u16 = 5;
 
 /// A cluster.toml for mode `local` at `endpoint`, the wallet `validator` under `dir/wallets`,
 /// the local directory hub and the repo's eval set.
 fn write_config(dir: &Path, endpoint: &str) -> PathBuf {
-    let path = dir.join("cluster.toml");
     let text = format!(
         r#"
 mode = "local"
@@ -39,30 +37,11 @@ wallet_name = "validator"
 kind = "local"
 [eval]
 set = "{eval}"
-[training]
-micro_batch = 4
-grad_accum = 2
-epochs = 1
-max_seq_len = 128
-lr = 2e-3
-warmup_steps = 1
-lora_rank = 4
-lora_alpha = 8.0
-max_rows = 40
-[dataset]
-max_rows = 100
-"#,
+{QUICK_TRAINING}"#,
         wallets = dir.join("wallets").display(),
-        eval = repo().join("eval_data/data.jsonl").display(),
+        eval = eval_set().display(),
     );
-    std::fs::write(&path, text).expect("write config");
-    path
-}
-
-fn coordinator(config: &Path) -> Command {
-    let mut cmd = Command::new(env!("CARGO_BIN_EXE_coordinator"));
-    cmd.arg("--config").arg(config).env("RUST_LOG", "warn");
-    cmd
+    common::write_config(dir, &text)
 }
 
 /// Runs the binary; returns (success, stdout, stderr, elapsed).
@@ -95,7 +74,7 @@ async fn subnet_with_a_miner(dir: &Path, config: SubnetConfig) -> (TestNode, Sig
     .unwrap();
     node.register(NETUID, key(&validator), key(&validator), 1_000_000, true);
     let hub = LocalHub::new(&dir.join("state/hub"));
-    let on_topic = std::fs::read(repo().join("eval_data/demo/on_topic.jsonl")).unwrap();
+    let on_topic = std::fs::read(demo_dir().join("on_topic.jsonl")).unwrap();
     let revision = hub.publish("miner/on-topic", &on_topic).await.unwrap();
     let bob = dev::bob();
     let miner = node.register(NETUID, bob.public_key().0, bob.public_key().0, 0, false);

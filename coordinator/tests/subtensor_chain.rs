@@ -6,13 +6,13 @@
 use std::sync::Arc;
 use std::time::Duration;
 
-use coordinator::chain::subtensor::SubtensorChain;
-use coordinator::chain::{Chain, ChainError};
-use coordinator::commit_reveal::{commit, reveal_due};
-use coordinator::keys::Signer;
-use coordinator::state::{PendingCommit, State};
+use coordinator::{commit, reveal_due};
+use coordinator::{PendingCommit, State};
 use subtensor::testnode::{SubnetConfig, TestNode};
+use subtensor::wallet::Signer;
 use subtensor::Subtensor;
+use subtensor::SubtensorChain;
+use subtensor::{Chain, ChainError};
 use subxt_signer::sr25519::dev;
 
 const NETUID: u16 = 2;
@@ -159,8 +159,8 @@ async fn chain_errors_become_the_coordinators_by_name() {
     let mg = chain.metagraph(NETUID).await.unwrap();
     assert_eq!(mg.neurons.len(), 3);
     assert_eq!(mg.neuron_of(&validator.account()).unwrap().uid, 0);
-    assert_eq!(mg.weights_rate_limit, 4);
-    assert!(!mg.commit_reveal_enabled);
+    assert_eq!(mg.params.weights_rate_limit, 4);
+    assert!(!mg.params.commit_reveal_enabled);
 
     let block = chain
         .set_weights(&validator, NETUID, &[1, 2], &[1, 1], 0)

@@ -11,7 +11,7 @@
 
 use std::path::{Component, Path, PathBuf};
 
-use crate::RepoKind;
+use crate::repo::{is_sha40, RepoKind};
 
 /// `datasets--ns--name` / `models--ns--name`: the repo's folder in the cache.
 pub fn repo_folder(kind: RepoKind, repo: &str) -> String {
@@ -53,7 +53,7 @@ pub fn ref_path(cache_dir: &Path, kind: RepoKind, repo: &str, name: &str) -> Pat
 pub fn read_ref(cache_dir: &Path, kind: RepoKind, repo: &str, name: &str) -> Option<String> {
     let text = std::fs::read_to_string(ref_path(cache_dir, kind, repo, name)).ok()?;
     let sha = text.trim();
-    crate::is_sha40(sha).then(|| sha.to_string())
+    is_sha40(sha).then(|| sha.to_string())
 }
 
 /// Records that `name` pointed at `sha` (as Python does after resolving a branch).

@@ -18,16 +18,16 @@ use hf_hub::{HFClient, HFError};
 use sha2::Digest;
 
 use crate::cache;
-use crate::config::HubConfig;
+use crate::config::ClientConfig;
 use crate::error::HubError;
 use crate::progress::{HfProgress, ProgressSink};
+use crate::repo::{check_repo_id, check_revision, is_sha40, RepoKind, DATASET_FILE};
 use crate::retry;
-use crate::{check_repo_id, check_revision, is_sha40, RepoKind, DATASET_FILE};
 
 /// The Hub client. Cheap to clone (the connection pools are shared).
 #[derive(Clone)]
 pub struct HubClient {
-    cfg: HubConfig,
+    cfg: ClientConfig,
     hf: HFClient,
     /// A client that does not follow redirects, for `HEAD .../resolve/...`.
     http: reqwest::Client,
@@ -36,7 +36,7 @@ pub struct HubClient {
 
 impl std::fmt::Debug for HubClient {
     fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
-        // HubConfig's Debug redacts the token.
+        // ClientConfig's Debug redacts the token.
         f.debug_struct("HubClient")
             .field("config", &self.cfg)
             .finish_non_exhaustive()
@@ -88,7 +88,7 @@ enum Op {
 
 impl HubClient {
     /// A client for `cfg`. Builds the HTTP clients; makes no request.
-    pub fn new(cfg: HubConfig) -> Result<Self, HubError> {
+    pub fn new(cfg: ClientConfig) -> Result<Self, HubError> {
         let ua = concat!("murmuration-hub/", env!("CARGO_PKG_VERSION"), "; hf-hub/1");
         let build = |redirects: bool| {
             let mut b = reqwest::Client::builder()
@@ -121,9 +121,9 @@ impl HubClient {
         })
     }
 
-    /// A client configured from the environment ([`HubConfig::from_env`]).
+    /// A client configured from the environment ([`ClientConfig::from_env`]).
     pub fn from_env() -> Result<Self, HubError> {
-        Self::new(HubConfig::from_env())
+        Self::new(ClientConfig::from_env())
     }
 
     /// The same client, reporting byte progress of downloads and uploads to `sink`.
@@ -133,7 +133,7 @@ impl HubClient {
     }
 
     /// The configuration in use.
-    pub fn config(&self) -> &HubConfig {
+    pub fn config(&self) -> &ClientConfig {
         &self.cfg
     }
 

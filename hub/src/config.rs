@@ -56,10 +56,10 @@ impl Default for RetryPolicy {
     }
 }
 
-/// Everything the client needs to know. Build it with [`HubConfig::new`] (explicit, for tests)
-/// or [`HubConfig::from_env`].
+/// Everything the client needs to know. Build it with [`ClientConfig::new`] (explicit, for tests)
+/// or [`ClientConfig::from_env`].
 #[derive(Debug, Clone)]
-pub struct HubConfig {
+pub struct ClientConfig {
     /// Base URL of the Hub, without a trailing slash (`HF_ENDPOINT`).
     pub endpoint: String,
     /// The access token, if any (`HF_TOKEN`, `.env`, the token file).
@@ -77,7 +77,7 @@ pub struct HubConfig {
     pub read_timeout: Duration,
 }
 
-impl HubConfig {
+impl ClientConfig {
     /// A configuration with every field given; default retry policy and timeouts.
     pub fn new(
         endpoint: impl Into<String>,
@@ -85,7 +85,7 @@ impl HubConfig {
         cache_dir: impl Into<PathBuf>,
         offline: bool,
     ) -> Self {
-        HubConfig {
+        ClientConfig {
             endpoint: endpoint.into().trim_end_matches('/').to_string(),
             token,
             cache_dir: cache_dir.into(),
@@ -110,7 +110,7 @@ impl HubConfig {
     }
 
     /// Reads the process environment and `.env` in the current directory (see
-    /// [`HubConfig::from_vars`]).
+    /// [`ClientConfig::from_vars`]).
     pub fn from_env() -> Self {
         let cwd = std::env::current_dir().unwrap_or_else(|_| PathBuf::from("."));
         Self::from_vars(|k| std::env::var(k).ok(), &cwd)
@@ -164,7 +164,7 @@ impl HubConfig {
                 )
             })
             .unwrap_or(false);
-        HubConfig::new(endpoint, token, cache_dir, offline)
+        ClientConfig::new(endpoint, token, cache_dir, offline)
     }
 }
 
@@ -193,12 +193,12 @@ mod tests {
     use super::*;
     use std::collections::HashMap;
 
-    fn cfg(vars: &[(&str, &str)], dir: &Path) -> HubConfig {
+    fn cfg(vars: &[(&str, &str)], dir: &Path) -> ClientConfig {
         let map: HashMap<String, String> = vars
             .iter()
             .map(|(k, v)| (k.to_string(), v.to_string()))
             .collect();
-        HubConfig::from_vars(|k| map.get(k).cloned(), dir)
+        ClientConfig::from_vars(|k| map.get(k).cloned(), dir)
     }
 
     #[test]
@@ -248,7 +248,7 @@ mod tests {
     #[test]
     fn token_is_redacted() {
         let t = Token::new("hf_secret123").unwrap();
-        let c = HubConfig::new("http://x", Some(t.clone()), "/c", false);
+        let c = ClientConfig::new("http://x", Some(t.clone()), "/c", false);
         assert!(!format!("{c:?}").contains("hf_secret123"));
         assert!(!format!("{t} {t:?}").contains("hf_secret123"));
     }

@@ -1,16 +1,7 @@
 //! Why a Hub operation failed. Every variant names the repo (and the revision and file where
 //! they apply); none ever contains the token.
 
-/// Why a Hub operation failed. The variants map 1:1 onto the coordinator's `HubError`
-/// (`NotFound`, `RevisionNotFound`, `ShaMismatch`, `TooLarge`, `Private`, `BadRepo`, `Io`), plus
-/// four it lacks, which map naturally as:
-///
-/// | here | coordinator |
-/// |---|---|
-/// | [`HubError::Unauthorized`] (token refused / may not write) | `Private` (read) or `Io` (publish) |
-/// | [`HubError::FileNotFound`] (repo and revision exist, file does not) | `NotFound` |
-/// | [`HubError::OfflineMissing`] (`HF_HUB_OFFLINE=1`, not cached) | `Io` |
-/// | [`HubError::Corrupt`] (size differs from the announced one) | `ShaMismatch` |
+/// Why a Hub operation failed, on the Hugging Face Hub or the local directory hub.
 ///
 /// HTTP statuses: 401 without a token on a read is `Private`, with a token (or on a write)
 /// `Unauthorized`; 403 is `Private` on a read and `Unauthorized` on a write; 404 follows the

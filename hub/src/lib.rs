@@ -1,97 +1,40 @@
-//! Hugging Face Hub access for validators and miners.
+//! Dataset, model and eval-set hosting for validators and miners.
 //!
+//! * [`dataset::Hub`] — where miners publish datasets and validators fetch them, implemented by
+//!   [`local::LocalHub`] (the devnet's directory) and [`client::HubClient`] (the Hugging Face
+//!   Hub).
 //! * [`client::HubClient`] — the Hugging Face Hub client (built on hf-hub 1.x): pinned-revision
 //!   dataset downloads with a streaming size cap, dataset publishing, visibility changes, and
 //!   model / eval-set downloads into the Python-compatible cache.
-//! * [`config::HubConfig`] — endpoint, token, cache directory, offline mode and retry policy,
+//! * [`resolve`] — what a `cluster.toml` names: the dataset hub, the model, the eval set.
+//! * [`config::ClientConfig`] — endpoint, token, cache directory, offline mode and retry policy,
 //!   explicitly or from the environment (`HF_ENDPOINT`, `HF_TOKEN`, `.env`, `HF_HOME`, ...).
 //! * [`error::HubError`] — why an operation failed, naming the repo, revision and file.
+//! * [`repo`] — repo kinds, and the checks of repo ids and pinned revisions.
 //! * [`cache`] — the Python `huggingface_hub` cache layout (`datasets--ns--name/...`).
 //! * [`progress::ProgressSink`] — byte progress callbacks for progress bars.
-//! * `server` (feature `server`, on by default) — an in-process local Hub server for tests, the
-//!   devnet and `scripts/hub_check.py`.
+//! * `server` (feature `server`, off by default; only tests and `scripts/hub_check.py` turn it
+//!   on) — an in-process server speaking the Hub's HTTP API.
 
 #![warn(missing_docs)]
 
 pub mod cache;
 pub mod client;
 pub mod config;
+pub mod dataset;
 pub mod error;
+pub mod local;
 pub mod progress;
+pub mod repo;
+pub mod resolve;
 mod retry;
 #[cfg(feature = "server")]
 pub mod server;
 
 pub use client::{HubClient, ModelFiles, RepoInfo};
-pub use config::{HubConfig, RetryPolicy, Token};
+pub use config::{ClientConfig, RetryPolicy, Token};
+pub use dataset::Hub;
 pub use error::HubError;
+pub use local::LocalHub;
 pub use progress::ProgressSink;
-
-/// The default file name of a miner dataset inside its repo.
-pub const DATASET_FILE: &str = "data.jsonl";
-
-/// The kind of a Hub repository (the URL prefix and the cache folder prefix depend on it).
-#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash)]
-pub enum RepoKind {
-    /// A model repo (`/api/models/...`, no URL prefix, cache folder `models--`).
-    Model,
-    /// A dataset repo (`/api/datasets/...`, URL prefix `datasets/`, cache folder `datasets--`).
-    Dataset,
-}
-
-impl RepoKind {
-    /// The plural used in API paths and cache folders: `models` or `datasets`.
-    pub fn plural(self) -> &'static str {
-        match self {
-            RepoKind::Model => "models",
-            RepoKind::Dataset => "datasets",
-        }
-    }
-
-    /// The singular used in `POST /api/repos/create` bodies: `model` or `dataset`.
-    pub fn singular(self) -> &'static str {
-        match self {
-            RepoKind::Model => "model",
-            RepoKind::Dataset => "dataset",
-        }
-    }
-
-    /// The prefix of web and resolve URLs: empty for models, `datasets/` for datasets.
-    pub fn url_prefix(self) -> &'static str {
-        match self {
-            RepoKind::Model => "",
-            RepoKind::Dataset => "datasets/",
-        }
-    }
-}
-
-/// Splits and checks a repo id: `namespace/name` under the project's one rule
-/// ([`protocol::commitment::split_repo_id`], the Hugging Face rules).
-pub fn check_repo_id(repo: &str) -> Result<(&str, &str), HubError> {
-    protocol::commitment::split_repo_id(repo).ok_or_else(|| HubError::BadRepo {
-        repo: repo.to_string(),
-        reason: "must be namespace/name (96 characters at most) of letters, digits, '.', '_', \
-                 '-', not starting or ending with '.' or '-', without '..'"
-            .into(),
-    })
-}
-
-/// Checks a pinned revision: exactly 40 hex digits; returns it in lower case. A branch or tag
-/// name (`main`, `v1`, `refs/pr/1`) is rejected because it can move after a commitment.
-pub fn check_revision(repo: &str, revision: &str) -> Result<String, HubError> {
-    if revision.len() == 40 && revision.chars().all(|c| c.is_ascii_hexdigit()) {
-        Ok(revision.to_ascii_lowercase())
-    } else {
-        Err(HubError::RevisionNotFound {
-            repo: repo.to_string(),
-            revision: revision.to_string(),
-            reason: "a pinned revision must be a 40-hex commit sha; branch and tag names can move"
-                .into(),
-        })
-    }
-}
-
-/// True when `s` is 40 hex digits (a git commit or blob sha).
-pub(crate) fn is_sha40(s: &str) -> bool {
-    s.len() == 40 && s.chars().all(|c| c.is_ascii_hexdigit())
-}
+pub use repo::{check_repo_id, check_revision, RepoKind, DATASET_FILE};

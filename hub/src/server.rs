@@ -1,6 +1,6 @@
 //! A local Hugging Face Hub server (axum, in-process, on 127.0.0.1) speaking the subset of the
 //! Hub HTTP API that hf-hub 1.0, this crate's client and the Python `huggingface_hub` client
-//! use — a faithful stand-in for tests and the devnet.
+//! use — a faithful stand-in for tests (feature `server`).
 //!
 //! Endpoints (`{type}` is `models` or `datasets`; resolve URLs of datasets start `/datasets/`):
 //! * `GET /api/{type}/{ns}/{name}` and `.../revision/{rev}` →
@@ -25,14 +25,8 @@
 //! bodies), [`HubServer::set_ignore_range`]; [`HubServer::requests`] reports each request with
 //! the body bytes actually handed to the connection.
 //!
-//! Checked against the official Python client with `scripts/hub_check.py`:
-//! ```sh
-//! python3 -m venv /work/venv-hub && /work/venv-hub/bin/pip install huggingface_hub
-//! CARGO_TARGET_DIR=/work/target-hub cargo build -p murmuration-hub --features server --bin hub-server
-//! /work/venv-hub/bin/python scripts/hub_check.py /work/target-hub/debug/hub-server
-//! ```
-//! Last run 2026-12-02: `hub_check: OK (huggingface_hub 2.4.0)` (hf-xet 1.8.0 installed alongside;
-//! Python 3 venv at /work/venv-hub).
+//! The official Python client accepts it: `scripts/hub_check.py` drives the `hub-server` binary
+//! with `huggingface_hub` (how to run it is in the script).
 
 use std::collections::{BTreeMap, HashMap};
 use std::net::SocketAddr;
@@ -46,8 +40,9 @@ use base64::Engine;
 use serde_json::{json, Value};
 use sha2::Digest;
 
+use crate::cache;
 use crate::client::git_blob_sha1;
-use crate::{cache, RepoKind};
+use crate::repo::{check_repo_id, RepoKind};
 
 /// Files at least this large are announced like LFS files (sha256 ETag, `X-Linked-*`).
 const LFS_THRESHOLD: usize = 1 << 20;
@@ -323,7 +318,7 @@ fn create_repo_locked(
     repo: &str,
     private: bool,
 ) -> Result<String, String> {
-    let (ns, _) = crate::check_repo_id(repo).map_err(|e| e.to_string())?;
+    let (ns, _) = check_repo_id(repo).map_err(|e| e.to_string())?;
     let key = (kind, repo.to_string());
     if st.repos.contains_key(&key) {
         return Err(format!("{repo} already exists"));
@@ -699,7 +694,7 @@ fn create(st: &mut State, user: &Option<String>, body: &[u8]) -> Response<Body> 
         None => v.get("private").and_then(Value::as_bool).unwrap_or(false),
     };
     let repo = format!("{ns}/{name}");
-    if crate::check_repo_id(&repo).is_err() {
+    if check_repo_id(&repo).is_err() {
         return error(
             StatusCode::BAD_REQUEST,
             None,

@@ -6,7 +6,7 @@ use std::sync::Arc;
 use std::time::Duration;
 
 use hub::server::HubServer;
-use hub::{HubClient, HubConfig, HubError, RepoKind, RetryPolicy, Token};
+use hub::{ClientConfig, HubClient, HubError, RepoKind, RetryPolicy, Token};
 
 const ALICE: &str = "hf_alice_secret_token";
 const BOB: &str = "hf_bob_secret_token";
@@ -30,7 +30,7 @@ async fn server() -> HubServer {
 
 fn client(url: &str, token: Option<&str>, cache: &Path) -> HubClient {
     let cfg =
-        HubConfig::new(url, token.and_then(Token::new), cache, false).with_retry(RetryPolicy {
+        ClientConfig::new(url, token.and_then(Token::new), cache, false).with_retry(RetryPolicy {
             retries: 2,
             base_delay: Duration::from_millis(10),
         });
@@ -443,7 +443,7 @@ async fn retries_on_5xx() {
     s.fail_next(0, 500);
 
     // A stalled answer times out and is retried.
-    let cfg = HubConfig::new(s.url(), None, dir.path().join("r3"), false)
+    let cfg = ClientConfig::new(s.url(), None, dir.path().join("r3"), false)
         .with_retry(RetryPolicy {
             retries: 2,
             base_delay: Duration::from_millis(10),
@@ -503,7 +503,7 @@ async fn offline_uses_only_the_cache() {
         .await
         .unwrap_err();
     assert!(matches!(err, HubError::TooLarge { .. }));
-    let offline = HubClient::new(HubConfig::new(&url, None, &cache, true)).unwrap();
+    let offline = HubClient::new(ClientConfig::new(&url, None, &cache, true)).unwrap();
     assert_eq!(
         offline
             .fetch_dataset("alice/off", &sha, 1 << 20)
@@ -594,7 +594,7 @@ async fn model_files_and_eval_set() {
         .is_file());
 
     // Offline: served from the cache through refs/main; a missing file is named.
-    let off = HubClient::new(HubConfig::new(s.url(), None, dir.path(), true)).unwrap();
+    let off = HubClient::new(ClientConfig::new(s.url(), None, dir.path(), true)).unwrap();
     let m2 = off.download_model("alice/tiny").await.unwrap();
     assert_eq!(m2, m);
     let err = off

@@ -6,12 +6,12 @@ use std::collections::{BTreeMap, HashMap, HashSet};
 use std::path::{Path, PathBuf};
 
 use anyhow::{anyhow, Context, Result};
-use coordinator::duplicates::{content_duplicates, DatasetIdentity};
 use protocol::config::ClusterConfig;
 use protocol::dataset::{parse_dataset, row_overlap, Dataset, DatasetLimits};
+use protocol::scoring::{content_duplicates, DatasetIdentity};
 
+use crate::ctx::Ctx;
 use crate::fetch::{read_index, IndexEntry};
-use crate::Ctx;
 
 /// Reads and validates `file` with the validator's limits; errors name the file and the line,
 /// field and reason.

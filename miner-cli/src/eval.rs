@@ -1,18 +1,17 @@
 //! `eval FILE`: trains and evaluates a dataset exactly as a validator's worker does (the same
 //! engine, `[training]` table, model and eval set as the config), here on this machine, and
-//! places the loss among the losses of the validator's last epoch when its state is readable.
+//! places the loss among the losses of the validator's last epoch when its report is readable.
 
 use std::path::Path;
 use std::sync::atomic::AtomicBool;
 use std::sync::Arc;
 
 use anyhow::{anyhow, Result};
-use coordinator::bootstrap;
-use coordinator::scoring::{win_rates, ScoredMiner};
+use protocol::scoring::{win_rates, ScoredMiner};
 use worker::runner::{DeviceRunner, EvalRows};
 
 use crate::analysis::load_dataset;
-use crate::Ctx;
+use crate::ctx::Ctx;
 
 /// `eval FILE --device D`.
 pub async fn eval(ctx: &Ctx, file: &Path, device: &str) -> Result<()> {
@@ -23,9 +22,15 @@ pub async fn eval(ctx: &Ctx, file: &Path, device: &str) -> Result<()> {
     } else {
         None
     };
-    let model_dir = bootstrap::resolve_model(config, &ctx.paths, hf.as_ref()).await?;
-    let eval_path = bootstrap::resolve_eval_set(config, &ctx.paths, hf.as_ref()).await?;
-    let (eval_rows, eval_hash, _) = bootstrap::eval_set_at(config, &eval_path)?;
+    let download = crate::ui::bytes("model");
+    let sink = crate::ui::hub_sink(download.clone());
+    let model_dir = hub::resolve::model(config, &ctx.paths, hf.as_ref(), Some(sink)).await?;
+    download.finish_and_clear();
+    if config.uses_tiny_model() && !model_dir.join("config.json").exists() {
+        worker::write_tiny_model(&model_dir, config.model.tiny_seed)?;
+    }
+    let eval_path = hub::resolve::eval_set_path(config, &ctx.paths, hf.as_ref()).await?;
+    let (eval_rows, eval_hash, _) = hub::resolve::eval_set(config, &eval_path)?;
     let device: worker::Device = device
         .parse()
         .map_err(|e| anyhow!("--device {device}: {e}"))?;

@@ -8,14 +8,14 @@ use std::path::{Path, PathBuf};
 use std::sync::Arc;
 
 use anyhow::{anyhow, Context, Result};
-use coordinator::chain::CommitmentRecord;
-use coordinator::hub::Hub;
+use hub::Hub;
 use protocol::commitment::Commitment;
 use protocol::dataset::parse_dataset;
 use serde::{Deserialize, Serialize};
 use sha2::{Digest, Sha256};
+use subtensor::CommitmentRecord;
 
-use crate::Ctx;
+use crate::ctx::Ctx;
 
 /// The index file's name in the output directory.
 pub const INDEX: &str = "index.json";

@@ -4,34 +4,22 @@
 //! as a validator would, and compare it with every other miner's dataset before committing.
 
 mod analysis;
+mod ctx;
 mod eval;
 mod fetch;
 mod submit;
 mod ui;
 
-use std::path::{Path, PathBuf};
-use std::sync::Arc;
-use std::time::Duration;
+use std::path::PathBuf;
 
 use anyhow::{bail, Context, Result};
 use clap::{Parser, Subcommand};
-use coordinator::bootstrap::Paths;
-use coordinator::chain::devnet::DevnetChain;
-use coordinator::chain::Chain;
-use coordinator::hub::Hub;
-use coordinator::keys::{load_coldkeypub, load_hotkey, load_or_create_wallet, Signer, WalletPath};
-use coordinator::network::ChainArgs;
-use coordinator::report::EpochReport;
-use coordinator::state::State;
 use protocol::commitment::Commitment;
-use protocol::config::{ClusterConfig, Mode};
+use protocol::config::Mode;
+use subtensor::wallet::{load_coldkeypub, load_or_create_wallet};
+use subtensor::ChainArgs;
 
-/// The competition id the validator's config knows: `cluster.toml` has no competition table, the
-/// validator scores every commitment, and the devnet's demo miners commit under this id.
-pub const DEFAULT_COMPETITION: &str = "1";
-
-/// The devnet's default miner wallet name (under `<state_dir>/wallets`).
-const DEVNET_WALLET: &str = "miner";
+use crate::ctx::{Ctx, DEFAULT_COMPETITION};
 
 #[derive(Parser)]
 #[command(
@@ -124,170 +112,6 @@ fn main() {
     if let Err(err) = result {
         eprintln!("error: {err:#}");
         std::process::exit(1);
-    }
-}
-
-/// What every command needs: the config (with the flags applied), its paths and the wallet.
-pub struct Ctx {
-    /// `cluster.toml` with `--subtensor.network`, `--netuid` and the wallet flags applied.
-    pub config: ClusterConfig,
-    /// Where the config's relative paths and state are.
-    pub paths: Paths,
-    /// The config file as given.
-    pub config_path: PathBuf,
-    /// The miner's wallet.
-    pub wallet: WalletPath,
-}
-
-impl Ctx {
-    fn new(config_path: &Path, args: &ChainArgs) -> Result<Self> {
-        let mut config = if config_path.exists() {
-            ClusterConfig::load(config_path)?
-        } else {
-            ClusterConfig::default()
-        };
-        args.apply(&mut config)?;
-        let paths = Paths::new(&config, config_path);
-        let wallet = if config.mode == Mode::Devnet {
-            // The devnet keeps its wallets under the state directory unless told otherwise.
-            WalletPath {
-                root: args
-                    .wallet_path
-                    .as_ref()
-                    .map(PathBuf::from)
-                    .unwrap_or_else(|| paths.wallets()),
-                name: args
-                    .wallet_name
-                    .clone()
-                    .unwrap_or_else(|| DEVNET_WALLET.into()),
-                hotkey: args
-                    .wallet_hotkey
-                    .clone()
-                    .unwrap_or_else(|| "default".into()),
-            }
-        } else {
-            coordinator::network::wallet(&config)
-        };
-        Ok(Ctx {
-            config,
-            paths,
-            config_path: config_path.to_path_buf(),
-            wallet,
-        })
-    }
-
-    /// The miner's hotkey, or an error naming the wallet file.
-    pub fn signer(&self) -> Result<Signer> {
-        load_hotkey(&self.wallet).with_context(|| {
-            format!(
-                "wallet {} hotkey {} under {}",
-                self.wallet.name,
-                self.wallet.hotkey,
-                self.wallet.root.display()
-            )
-        })
-    }
-
-    /// The miner's hotkey address, when the wallet is readable.
-    pub fn hotkey_ss58(&self) -> Option<String> {
-        load_hotkey(&self.wallet)
-            .ok()
-            .map(|s| s.account().to_ss58())
-    }
-
-    /// The devnet chain, checked to have the subnet.
-    fn devnet(&self) -> Result<DevnetChain> {
-        let db = self.paths.devnet_db();
-        if !db.exists() {
-            bail!(
-                "{}: no devnet yet: run `coordinator --config {} run --epochs 1` once first",
-                db.display(),
-                self.config_path.display()
-            );
-        }
-        let chain = DevnetChain::open(&db, self.config.devnet.block_time_ms)?;
-        if !chain.has_subnet(self.config.netuid)? {
-            bail!(
-                "the devnet {} has no netuid {} yet: run `coordinator run` once first",
-                db.display(),
-                self.config.netuid
-            );
-        }
-        Ok(chain)
-    }
-
-    /// The chain to read and send extrinsics to: the devnet or subtensor.
-    pub async fn chain(&self) -> Result<Arc<dyn Chain>> {
-        if self.config.mode == Mode::Devnet {
-            Ok(Arc::new(self.devnet()?))
-        } else {
-            Ok(coordinator::network::connect(&self.config).await?)
-        }
-    }
-
-    /// The Hugging Face client of the config (`[hub] endpoint`, `HF_ENDPOINT`, `HF_TOKEN`,
-    /// `.env` in the current directory, the token file).
-    pub fn hf_client(&self) -> Result<hfhub::HubClient> {
-        coordinator::bootstrap::hub_client(&self.config)
-    }
-
-    /// The dataset hub the validator reads, with byte progress into `bar` for the Hub.
-    pub fn hub(&self, bar: Option<indicatif::ProgressBar>) -> Result<Arc<dyn Hub>> {
-        if self.config.uses_huggingface() {
-            let mut client = self.hf_client()?;
-            if let Some(bar) = bar {
-                let sink = move |file: &str, done: u64, total: Option<u64>| {
-                    bar.set_message(match total {
-                        Some(t) => format!("datasets ({file} {done}/{t} bytes)"),
-                        None => format!("datasets ({file} {done} bytes)"),
-                    });
-                };
-                client = client.with_progress(Arc::new(sink));
-            }
-            Ok(Arc::new(coordinator::hub::hf::HfHub::new(client)))
-        } else {
-            Ok(Arc::new(coordinator::hub::local::LocalHub::new(
-                &self.paths.hub_dir(),
-            )))
-        }
-    }
-
-    /// The eval set file, as the validator resolves it.
-    pub async fn eval_set_path(&self) -> Result<PathBuf> {
-        let hf = if self.config.uses_huggingface()
-            && coordinator::bootstrap::is_hub_spec(&self.config.eval.set, &self.paths)
-        {
-            Some(self.hf_client()?)
-        } else {
-            None
-        };
-        coordinator::bootstrap::resolve_eval_set(&self.config, &self.paths, hf.as_ref()).await
-    }
-
-    /// Wall time of one block: the devnet's, or subtensor's 12 s.
-    pub fn block_time(&self) -> Duration {
-        if self.config.mode == Mode::Devnet {
-            Duration::from_millis(self.config.devnet.block_time_ms.max(1))
-        } else {
-            Duration::from_secs(12)
-        }
-    }
-
-    /// The validator's last epoch report, when its state file is here.
-    pub fn last_report(&self) -> Result<Option<EpochReport>> {
-        let db = self.paths.state_db();
-        if !db.exists() {
-            return Ok(None);
-        }
-        let state =
-            State::open(&db).with_context(|| format!("validator state {}", db.display()))?;
-        state
-            .last_report()?
-            .map(|r| {
-                serde_json::from_str::<EpochReport>(&r)
-                    .with_context(|| format!("{}: the last epoch report", db.display()))
-            })
-            .transpose()
     }
 }
 
@@ -403,8 +227,8 @@ async fn status(ctx: &Ctx) -> Result<()> {
         },
         None if ctx.config.mode == Mode::Devnet => println!("no epoch has finished yet"),
         None => println!(
-            "no validator state at {} (loss, win rate and weight are shown where a validator's state is readable)",
-            ctx.paths.state_db().display()
+            "no validator report at {} (loss, win rate and weight are shown where a validator's report is readable)",
+            ctx.paths.last_report().display()
         ),
     }
     Ok(())

@@ -6,12 +6,12 @@ use std::path::Path;
 use std::time::Duration;
 
 use anyhow::{anyhow, bail, Result};
-use coordinator::chain::{Chain, ChainError};
-use coordinator::keys::Signer;
 use protocol::commitment::Commitment;
+use subtensor::wallet::Signer;
+use subtensor::{Chain, ChainError};
 
 use crate::analysis::load_dataset;
-use crate::Ctx;
+use crate::ctx::Ctx;
 
 /// `submit`'s options.
 pub struct SubmitArgs<'a> {
@@ -88,16 +88,16 @@ pub async fn submit(ctx: &Ctx, args: SubmitArgs<'_>) -> Result<()> {
             args.competition
         )
     })?;
-    if args.competition != crate::DEFAULT_COMPETITION {
+    if args.competition != crate::ctx::DEFAULT_COMPETITION {
         eprintln!(
             "warning: competition {:?}: the validator config knows only {:?} (see --list-competitions)",
             args.competition,
-            crate::DEFAULT_COMPETITION
+            crate::ctx::DEFAULT_COMPETITION
         );
     }
     let signer = ctx.signer()?;
     let chain = ctx.chain().await?;
-    coordinator::bootstrap::check_registered(chain.as_ref(), config.netuid, &signer).await?;
+    subtensor::args::check_registered(chain.as_ref(), config.netuid, &signer).await?;
     println!(
         "{}: valid, {} rows, content hash {}",
         args.dataset_path.display(),
@@ -139,8 +139,8 @@ pub async fn submit(ctx: &Ctx, args: SubmitArgs<'_>) -> Result<()> {
             sha
         }
         None => {
-            let hub = coordinator::hub::local::LocalHub::new(&ctx.paths.hub_dir());
-            let sha = coordinator::hub::Hub::publish(&hub, args.repo, &bytes)
+            let hub = hub::LocalHub::new(&ctx.paths.hub_dir());
+            let sha = hub::Hub::publish(&hub, args.repo, &bytes)
                 .await
                 .map_err(|e| {
                     anyhow!(
@@ -174,7 +174,9 @@ pub async fn submit(ctx: &Ctx, args: SubmitArgs<'_>) -> Result<()> {
             let chain = chain.clone();
             async move {
                 match chain.metagraph(netuid).await {
-                    Ok(m) => block_time * blocks_to_next_epoch(m.block, netuid, m.tempo) as u32,
+                    Ok(m) => {
+                        block_time * blocks_to_next_epoch(m.block, netuid, m.params.tempo) as u32
+                    }
                     Err(_) => block_time * 360,
                 }
             }
@@ -222,8 +224,8 @@ pub async fn submit(ctx: &Ctx, args: SubmitArgs<'_>) -> Result<()> {
 #[cfg(test)]
 mod tests {
     use super::*;
-    use coordinator::chain::{CommitmentRecord, Metagraph};
     use std::sync::atomic::{AtomicU32, Ordering};
+    use subtensor::{CommitmentRecord, Metagraph};
 
     /// A chain whose first `full` commitments fail with a used-up space.
     struct Full {
@@ -279,7 +281,7 @@ mod tests {
 
     fn signer() -> Signer {
         let dir = tempfile::tempdir().expect("tempdir");
-        coordinator::keys::load_or_create_wallet(&coordinator::keys::WalletPath {
+        subtensor::wallet::load_or_create_wallet(&subtensor::wallet::WalletPath {
             root: dir.path().to_path_buf(),
             name: "m".into(),
             hotkey: "h".into(),

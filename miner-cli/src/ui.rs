@@ -48,7 +48,7 @@ pub fn items(n: u64, message: &str) -> ProgressBar {
 }
 
 /// A Hub progress sink drawing into `bar`.
-pub fn hub_sink(bar: ProgressBar) -> Arc<dyn hfhub::progress::ProgressSink> {
+pub fn hub_sink(bar: ProgressBar) -> Arc<dyn hub::progress::ProgressSink> {
     Arc::new(move |_file: &str, done: u64, total: Option<u64>| {
         if let Some(total) = total {
             bar.set_length(total);

@@ -10,9 +10,8 @@ use common::{config, demo, epoch, miner, ok, repo};
 fn submit_then_an_epoch_scores_the_new_miner_and_status_and_eval_agree() {
     let dir = tempfile::tempdir().expect("tempdir");
     let config = config(dir.path(), "");
-    let runtime = tokio::runtime::Runtime::new().expect("runtime");
     // The first run creates the devnet (no demo miners): an epoch with nobody to score.
-    assert_eq!(epoch(&runtime, &config).trained, 0);
+    assert_eq!(epoch(&config).trained, 0);
     assert!(ok(&config, &["register"], None, &[]).contains("registered as uid 1"));
     let data = demo("on_topic");
     let out = ok(
@@ -31,7 +30,7 @@ fn submit_then_an_epoch_scores_the_new_miner_and_status_and_eval_agree() {
             && competitions.contains("competition 1: 1 commitment(s)"),
         "{competitions}"
     );
-    let report = epoch(&runtime, &config);
+    let report = epoch(&config);
     assert_eq!(report.trained, 1, "{report}");
     let status = ok(&config, &["status"], None, &[]);
     assert!(

@@ -6,8 +6,8 @@
 mod common;
 
 use common::{config, demo, epoch, miner, ok};
-use hfhub::server::HubServer;
-use hfhub::RepoKind;
+use hub::server::HubServer;
+use hub::RepoKind;
 
 const ALICE: &str = "hf_alice_token";
 const BOB: &str = "hf_bob_token";
@@ -28,7 +28,7 @@ fn hugging_face_submit_score_status_fetch_all_and_overlap() {
             cache.display()
         ),
     );
-    assert_eq!(epoch(&runtime, &config).trained, 0);
+    assert_eq!(epoch(&config).trained, 0);
     for name in ["alice", "bob"] {
         let out = ok(&config, &["--wallet.name", name, "register"], None, &[]);
         assert!(out.contains("registered as uid"), "{out}");
@@ -113,7 +113,7 @@ fn hugging_face_submit_score_status_fetch_all_and_overlap() {
 
     // The validator (no token) fetches Alice's public repo through the HF client and scores it;
     // Bob's private repo is a fetch failure with a reason.
-    let report = epoch(&runtime, &config);
+    let report = epoch(&config);
     assert_eq!(report.trained, 1, "{report}");
     let bob_line = report
         .miners

@@ -1,5 +1,5 @@
 //! The on-chain commitment string `namespace/name:competition_id:sha` that a miner writes with
-//! `Commitments.set_commitment` and a validator reads back (flock.md §2, chain.md §2).
+//! `Commitments.set_commitment` and a validator reads back (`docs/subtensor.md`).
 //!
 //! Parsing is stricter than FLock's Python (which ignores extra parts and accepts branch names):
 //! a commitment names one immutable revision of one dataset repo, or it is rejected with a reason.

@@ -3,7 +3,8 @@
 //! names its key.
 
 use std::net::SocketAddr;
-use std::path::Path;
+use std::path::{Path, PathBuf};
+use std::time::Duration;
 
 use serde::{Deserialize, Serialize};
 use sha2::{Digest, Sha256};
@@ -66,7 +67,7 @@ impl ConfigError {
     }
 }
 
-/// How a miner's LoRA adapter is trained and evaluated (DESIGN.md §5). Every field is a key of the
+/// How a miner's LoRA adapter is trained and evaluated (`docs/training.md`). Every field is a key of the
 /// `[training]` table; its hash is part of the loss cache key.
 #[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
 #[serde(deny_unknown_fields, default)]
@@ -191,7 +192,7 @@ pub enum Mode {
     Finney,
 }
 
-/// How weights are derived from losses (DESIGN.md §6).
+/// How weights are derived from losses (`docs/scoring.md`).
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize, Default)]
 #[serde(rename_all = "snake_case")]
 pub enum ScoringPolicy {
@@ -363,7 +364,7 @@ impl Default for HubConfig {
     }
 }
 
-/// The `[scoring]` table (DESIGN.md §6).
+/// The `[scoring]` table (`docs/scoring.md`).
 #[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
 #[serde(deny_unknown_fields, default)]
 pub struct ScoringConfig {
@@ -480,6 +481,18 @@ impl Default for WorkerNodeConfig {
     }
 }
 
+impl ClusterNetConfig {
+    /// The QUIC keep-alive interval (`keep_alive_ms`).
+    pub fn keep_alive(&self) -> Duration {
+        Duration::from_millis(self.keep_alive_ms)
+    }
+
+    /// How long a silent QUIC connection lives (`idle_timeout_ms`).
+    pub fn idle_timeout(&self) -> Duration {
+        Duration::from_millis(self.idle_timeout_ms)
+    }
+}
+
 impl ClusterConfig {
     /// Whether datasets go through the Hugging Face Hub (API) rather than the local directory.
     pub fn uses_huggingface(&self) -> bool {
@@ -487,6 +500,90 @@ impl ClusterConfig {
             HubKind::Auto => self.mode != Mode::Devnet,
             HubKind::Local => false,
             HubKind::Huggingface => true,
+        }
+    }
+
+    /// Whether `[model] source` asks for the tiny model generated under the state directory.
+    pub fn uses_tiny_model(&self) -> bool {
+        self.model.source == "tiny"
+    }
+}
+
+/// The directory a config file's relative paths resolve against: the file's own directory, or
+/// `.` for a bare file name.
+pub fn config_base(config_path: &Path) -> PathBuf {
+    config_path
+        .parent()
+        .filter(|p| !p.as_os_str().is_empty())
+        .map(Path::to_path_buf)
+        .unwrap_or_else(|| PathBuf::from("."))
+}
+
+/// Where the files of one validator (and of the miner-cli that shares its config) live: the
+/// config's relative paths resolved against the config file's directory, and the layout of the
+/// state directory.
+#[derive(Debug, Clone)]
+pub struct Paths {
+    /// The state directory (`[coordinator] state_dir`).
+    pub state_dir: PathBuf,
+    /// The directory relative paths of the config are resolved against.
+    pub base: PathBuf,
+}
+
+impl Paths {
+    /// Paths for `config`, read from the file at `config_path`.
+    pub fn new(config: &ClusterConfig, config_path: &Path) -> Self {
+        let base = config_base(config_path);
+        Self {
+            state_dir: base.join(&config.coordinator.state_dir),
+            base,
+        }
+    }
+
+    /// `path` relative to the config's directory unless absolute.
+    pub fn resolve(&self, path: &str) -> PathBuf {
+        let p = Path::new(path);
+        if p.is_absolute() {
+            p.to_path_buf()
+        } else {
+            self.base.join(p)
+        }
+    }
+
+    /// The validator's SQLite state.
+    pub fn state_db(&self) -> PathBuf {
+        self.state_dir.join("validator.sqlite")
+    }
+
+    /// The last finished epoch's report as JSON, which the validator rewrites after each epoch
+    /// for readers that must not open its database (`miner-cli status` and `eval`).
+    pub fn last_report(&self) -> PathBuf {
+        self.state_dir.join("last_report.json")
+    }
+
+    /// The devnet chain's SQLite file.
+    pub fn devnet_db(&self) -> PathBuf {
+        self.state_dir.join("devnet.sqlite")
+    }
+
+    /// The local hub's directory.
+    pub fn hub_dir(&self) -> PathBuf {
+        self.state_dir.join("hub")
+    }
+
+    /// Wallets of the devnet's validator and miners.
+    pub fn wallets(&self) -> PathBuf {
+        self.state_dir.join("wallets")
+    }
+
+    /// The model directory `[model] source` names when it is not a Hub repo: the tiny model's
+    /// place under the state directory for `"tiny"` (which the engine generates there on first
+    /// use), else the path itself.
+    pub fn model_dir(&self, config: &ClusterConfig) -> PathBuf {
+        if config.uses_tiny_model() {
+            self.state_dir.join("tiny-model")
+        } else {
+            self.resolve(&config.model.source)
         }
     }
 }

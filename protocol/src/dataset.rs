@@ -1,5 +1,5 @@
 //! Miner and evaluation datasets: the JSONL row format, validation with limits, canonical rows and
-//! the dataset content hash (DESIGN.md §4).
+//! the dataset content hash (`docs/training.md`).
 //!
 //! A dataset is rejected at its first bad row, with the file line, the field and the reason; the
 //! validator moves on to the next miner.
@@ -184,7 +184,8 @@ pub struct Dataset {
 /// The UTF-8 byte-order mark some editors put at the start of a file.
 const UTF8_BOM: &[u8] = b"\xEF\xBB\xBF";
 
-/// Reads and validates a JSONL dataset (DESIGN.md §4); the first problem rejects the whole file.
+/// Reads and validates a JSONL dataset (`docs/training.md`); the first problem rejects the whole
+/// file.
 ///
 /// Checks, in order: the file size; then line by line (split on `\n`, a trailing `\r` removed,
 /// a UTF-8 byte-order mark at the start of the file ignored): the line length, UTF-8, the JSON
@@ -452,7 +453,7 @@ fn row_from_json(value: &Value, line: usize) -> Result<Row, DatasetError> {
 /// The canonical form of a row: what the trainer sees, as JSON with sorted keys and no
 /// insignificant whitespace (`{"conversations":[{"content":..,"role":..},..],"system":..}`).
 ///
-/// It normalises exactly what tokenisation (DESIGN.md §5) ignores, so that two rows that train
+/// It normalises exactly what tokenisation (`docs/training.md`) ignores, so that two rows that train
 /// the same compare equal and padding cannot hide a copy:
 /// - `system` is trimmed; absent, null, empty or whitespace-only is written `null`;
 /// - every `content` is trimmed (Unicode whitespace, as `str::trim`);

@@ -1,4 +1,4 @@
-//! The coordinator ⇄ worker wire protocol (DESIGN.md §7): versioned messages in length-delimited
+//! The coordinator ⇄ worker wire protocol (`docs/wire.md`): versioned messages in length-delimited
 //! bincode 2 frames, each message type with its own size cap, trailing bytes rejected.
 //!
 //! Frame = `u32` big-endian length of the rest ‖ `u8` message tag ‖ bincode payload. A length

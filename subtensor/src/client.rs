@@ -19,9 +19,10 @@ use subxt::error::{DispatchError, TransactionEventsError};
 use subxt::rpcs::client::reconnecting_rpc_client::{ExponentialBackoff, RpcClient as Reconnecting};
 use subxt::rpcs::RpcClient;
 use subxt::tx::{Signer as TxSigner, TransactionStatus};
-use subxt::utils::AccountId32;
 use subxt::OnlineClient;
 
+use crate::account::AccountId;
+use crate::chain::{Metagraph, Neuron, SubnetParams};
 use crate::commitment_data::{decode_registration, encode_commitment_info};
 use crate::error::{explain_rejection, Error};
 use crate::network::Network;
@@ -29,65 +30,6 @@ use crate::network::Network;
 /// The subxt client type this crate uses.
 pub type Api = OnlineClient<SubstrateConfig>;
 type AtBlock = ClientAtBlock<SubstrateConfig, OnlineClientAtBlockImpl<SubstrateConfig>>;
-
-/// SS58 (prefix 42) of a public key, for messages.
-pub fn ss58(account: &[u8; 32]) -> String {
-    AccountId32(*account).to_string()
-}
-
-/// One neuron of a subnet, from `NeuronInfoRuntimeApi.get_neurons_lite`.
-#[derive(Debug, Clone, PartialEq, Eq)]
-pub struct Neuron {
-    /// Its uid.
-    pub uid: u16,
-    /// Hotkey public key.
-    pub hotkey: [u8; 32],
-    /// Coldkey public key.
-    pub coldkey: [u8; 32],
-    /// Total alpha staked on it (sum over its stakers).
-    pub stake: u64,
-    /// Whether it may set weights on others.
-    pub validator_permit: bool,
-    /// The block of its last weight update.
-    pub last_update: u64,
-    /// Whether the chain counts it as active.
-    pub active: bool,
-}
-
-/// The subnet hyperparameters a validator needs, from
-/// `SubnetInfoRuntimeApi.get_subnet_hyperparams`.
-#[derive(Debug, Clone, PartialEq, Eq)]
-pub struct SubnetParams {
-    /// Blocks per epoch.
-    pub tempo: u64,
-    /// `WeightsSetRateLimit`: blocks between weight settings (and commits).
-    pub weights_rate_limit: u64,
-    /// `WeightsVersionKey`: the lowest version key accepted.
-    pub weights_version_key: u64,
-    /// `CommitRevealWeightsEnabled`.
-    pub commit_reveal_enabled: bool,
-    /// `RevealPeriodEpochs`: epochs between a commit and its reveal.
-    pub reveal_period: u64,
-    /// `MaxWeightsLimit` (u16 share of the largest weight; 65535 = no cap).
-    pub max_weights_limit: u64,
-    /// `MinAllowedWeights`.
-    pub min_allowed_weights: u64,
-}
-
-/// A subnet at one block: hyperparameters and neurons.
-#[derive(Debug, Clone, PartialEq, Eq)]
-pub struct Metagraph {
-    /// The subnet.
-    pub netuid: u16,
-    /// The (finalized) block read at.
-    pub block: u64,
-    /// Hyperparameters.
-    pub params: SubnetParams,
-    /// `SubnetEpochIndex`, when the runtime has it.
-    pub epoch_index: Option<u64>,
-    /// Neurons in uid order.
-    pub neurons: Vec<Neuron>,
-}
 
 /// One `Commitments.CommitmentOf` entry.
 #[derive(Debug, Clone, PartialEq, Eq)]
@@ -137,8 +79,8 @@ impl From<RawNeuron> for Neuron {
     fn from(n: RawNeuron) -> Self {
         Neuron {
             uid: n.uid,
-            hotkey: n.hotkey,
-            coldkey: n.coldkey,
+            hotkey: AccountId(n.hotkey),
+            coldkey: AccountId(n.coldkey),
             stake: n.stake.iter().map(|(_, s)| *s).sum(),
             validator_permit: n.validator_permit,
             last_update: n.last_update,
@@ -373,8 +315,8 @@ impl Subtensor {
             let i = uid as usize;
             neurons.push(Neuron {
                 uid,
-                hotkey,
-                coldkey,
+                hotkey: AccountId(hotkey),
+                coldkey: AccountId(coldkey),
                 stake,
                 validator_permit: permits.get(i).copied().unwrap_or(false),
                 last_update: last_update.get(i).copied().unwrap_or(0),
@@ -646,7 +588,7 @@ impl Subtensor {
             .await?
             .ok_or_else(|| Error::NotRegistered {
                 item: call.to_string(),
-                hotkey: ss58(&hotkey),
+                hotkey: AccountId(hotkey).to_ss58(),
                 netuid,
             })
     }

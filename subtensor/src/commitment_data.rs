@@ -1,4 +1,4 @@
-//! The Commitments pallet's value types (`pallets/commitments/src/types.rs`, chain.md §2.2):
+//! The Commitments pallet's value types (`pallets/commitments/src/types.rs`, `docs/subtensor.md`):
 //! `Registration { deposit, block, info: CommitmentInfo { fields: Vec<Data> } }`, where `Data`
 //! has a hand-written codec: tag 0 is `None`, tags 1..=129 are `RawN` with N = tag − 1 bytes and
 //! no length prefix, 130..=133 are 32-byte hashes, 134 a timelocked ciphertext, 135 the
@@ -263,7 +263,7 @@ mod tests {
 
     #[test]
     fn set_commitment_info_matches_the_recorded_encoding() {
-        // chain.md §2.2: set_commitment(1, {fields:[Raw5("hello")]}) = 0x12 00 | 0100 | 04 06 68656c6c6f
+        // subxt's encoding of set_commitment(1, {fields:[Raw5("hello")]}): 0x12 00 | 0100 | 04 06 68656c6c6f
         assert_eq!(
             hex::encode(encode_commitment_info(b"hello").unwrap()),
             "040668656c6c6f"

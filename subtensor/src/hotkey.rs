@@ -5,6 +5,8 @@
 use subxt::config::SubstrateConfig;
 use subxt::utils::{AccountId32, MultiSignature};
 
+use crate::account::AccountId;
+
 /// An sr25519 hotkey. Its `Debug` shows only the public key.
 #[derive(Clone)]
 pub enum Hotkey {
@@ -16,7 +18,7 @@ pub enum Hotkey {
 
 impl std::fmt::Debug for Hotkey {
     fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
-        write!(f, "Hotkey({})", crate::client::ss58(&self.public_key()))
+        write!(f, "Hotkey({})", AccountId(self.public_key()))
     }
 }
 

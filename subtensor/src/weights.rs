@@ -1,4 +1,4 @@
-//! Weight payloads and hash commit-reveal (chain.md §2.3, subtensor
+//! Weight payloads and hash commit-reveal (`docs/subtensor.md`, subtensor
 //! `pallets/subtensor/src/subnets/weights.rs`).
 //!
 //! A commit is `commit_weights(netuid, H256)` with

@@ -5,7 +5,7 @@
 
 use parity_scale_codec::Decode;
 use serde_json::Value as Json;
-use subtensor::client::{decode_hyperparams, decode_neurons_lite, ss58};
+use subtensor::client::{decode_hyperparams, decode_neurons_lite};
 use subtensor::testnode::{
     encode_hyperparams, encode_neuron_lite, NeuronLite, SubnetConfig, METADATA_V15,
 };
@@ -216,8 +216,8 @@ fn get_neurons_lite_decodes_to_the_recorded_values() {
     let expected = call["decoded"].as_array().unwrap();
     assert_eq!(neurons.len(), expected.len());
     for (n, e) in neurons.iter().zip(expected) {
-        assert_eq!(ss58(&n.hotkey), e["hotkey"]);
-        assert_eq!(ss58(&n.coldkey), e["coldkey"]);
+        assert_eq!(n.hotkey.to_ss58(), e["hotkey"]);
+        assert_eq!(n.coldkey.to_ss58(), e["coldkey"]);
         assert_eq!(n.uid as u64, e["uid"].as_u64().unwrap());
         assert_eq!(n.active, e["active"].as_bool().unwrap());
         assert_eq!(n.validator_permit, e["validator_permit"].as_bool().unwrap());

@@ -54,8 +54,8 @@ async fn metagraph_sync_reads_neurons_and_hyperparameters() {
     assert_eq!(mg.epoch_index, Some(node.epoch_index(NETUID)));
     let uids: Vec<u16> = mg.neurons.iter().map(|n| n.uid).collect();
     assert_eq!(uids, vec![0, 1, 2]);
-    assert_eq!(mg.neurons[0].hotkey, key(&dev::alice()));
-    assert_eq!(mg.neurons[0].coldkey, key(&dev::ferdie()));
+    assert_eq!(mg.neurons[0].hotkey.0, key(&dev::alice()));
+    assert_eq!(mg.neurons[0].coldkey.0, key(&dev::ferdie()));
     assert_eq!(mg.neurons[0].stake, 5_000);
     assert!(mg.neurons[0].validator_permit);
     assert!(!mg.neurons[2].validator_permit);

@@ -1,4 +1,4 @@
-//! Rows → ChatML token ids and the assistant-only loss mask (DESIGN.md §5).
+//! Rows → ChatML token ids and the assistant-only loss mask (docs/training.md).
 //!
 //! Each segment is encoded on its own, without special-token insertion, and the pieces are
 //! concatenated: system `<|im_start|>system\n{c}<|im_end|>\n`; user

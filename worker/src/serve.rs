@@ -9,10 +9,9 @@ use std::net::SocketAddr;
 use std::path::{Path, PathBuf};
 use std::sync::atomic::{AtomicBool, Ordering};
 use std::sync::{Arc, Mutex};
-use std::time::Duration;
 
 use anyhow::{bail, Context, Result};
-use protocol::config::ClusterConfig;
+use protocol::config::{ClusterConfig, Paths};
 use protocol::dataset::{parse_dataset, DatasetLimits};
 use protocol::transport::{self, Identity, Timeouts};
 use protocol::wire::{
@@ -23,34 +22,16 @@ use protocol::wire::{
 use crate::runner::{DeviceRunner, EvalRows};
 use crate::{EngineError, JobReport};
 
-/// The model directory a config names: `"tiny"` is generated under the state directory.
-pub fn model_dir(config: &ClusterConfig, base: &Path) -> Result<PathBuf> {
-    if config.model.source == "tiny" {
-        let dir = base.join(&config.coordinator.state_dir).join("tiny-model");
-        if !dir.join("config.json").exists() {
-            crate::write_tiny_model(&dir, config.model.tiny_seed)?;
-        }
-        Ok(dir)
-    } else {
-        Ok(base.join(&config.model.source))
-    }
-}
+// `worker keygen` reads the config's base directory through this path.
+pub use protocol::config::config_base;
 
-/// The directory relative paths of a config file resolve against.
-pub fn config_base(config_path: &Path) -> PathBuf {
-    config_path
-        .parent()
-        .filter(|p| !p.as_os_str().is_empty())
-        .map(Path::to_path_buf)
-        .unwrap_or_else(|| PathBuf::from("."))
-}
-
-/// Timeouts of the `[cluster]` table.
-pub fn timeouts(config: &ClusterConfig) -> Timeouts {
-    Timeouts {
-        keep_alive: Duration::from_millis(config.cluster.keep_alive_ms),
-        idle: Duration::from_millis(config.cluster.idle_timeout_ms),
+/// The model directory `config` names, generating the tiny model there on first use.
+fn model_dir(config: &ClusterConfig, config_path: &Path) -> Result<PathBuf> {
+    let dir = Paths::new(config, config_path).model_dir(config);
+    if config.uses_tiny_model() && !dir.join("config.json").exists() {
+        crate::write_tiny_model(&dir, config.model.tiny_seed)?;
     }
+    Ok(dir)
 }
 
 struct Node {
@@ -83,7 +64,7 @@ pub async fn serve(config: ClusterConfig, config_path: &Path) -> Result<()> {
         let runner = if node.simulate_us_per_token > 0 {
             DeviceRunner::simulated(node.simulate_us_per_token)
         } else {
-            let dir = model_dir(&config, &base)?;
+            let dir = model_dir(&config, config_path)?;
             let device = name.parse()?;
             tokio::task::spawn_blocking(move || DeviceRunner::start(device, &dir)).await??
         };
@@ -109,7 +90,11 @@ pub async fn serve(config: ClusterConfig, config_path: &Path) -> Result<()> {
         .listen
         .parse()
         .with_context(|| format!("worker_node.listen {:?}", node.listen))?;
-    let endpoint = transport::server_endpoint(&identity, listen, vec![pin], timeouts(&config))?;
+    let timeouts = Timeouts {
+        keep_alive: config.cluster.keep_alive(),
+        idle: config.cluster.idle_timeout(),
+    };
+    let endpoint = transport::server_endpoint(&identity, listen, vec![pin], timeouts)?;
     println!(
         "listening on {} fingerprint {}",
         endpoint.local_addr()?,

@@ -1,13 +1,12 @@
 //! Shared by the miner-cli integration tests: a temporary devnet config, running the real
-//! `miner-cli` binary, and one validator epoch through the coordinator's own service.
+//! `miner-cli` binary, and one validator epoch through the real `coordinator` binary.
 
 #![allow(dead_code)]
 
 use std::path::{Path, PathBuf};
 use std::process::{Command, Output};
 
-use coordinator::report::EpochReport;
-use protocol::config::ClusterConfig;
+use protocol::scoring::EpochReport;
 
 pub fn repo() -> PathBuf {
     PathBuf::from(env!("CARGO_MANIFEST_DIR")).join("..")
@@ -32,10 +31,16 @@ pub fn config(dir: &Path, extra: &str) -> PathBuf {
     path
 }
 
-/// `miner-cli --config CONFIG ARGS` with `envs`, in `cwd` (default: the test's), without any
+/// `BINARY --config CONFIG ARGS` with `envs`, in `cwd` (default: the test's), without any
 /// Hugging Face or wallet settings from the environment of whoever runs the tests.
-pub fn miner(config: &Path, args: &[&str], cwd: Option<&Path>, envs: &[(&str, &str)]) -> Output {
-    let mut cmd = Command::new(env!("CARGO_BIN_EXE_miner-cli"));
+fn command(
+    binary: &Path,
+    config: &Path,
+    args: &[&str],
+    cwd: Option<&Path>,
+    envs: &[(&str, &str)],
+) -> Command {
+    let mut cmd = Command::new(binary);
     cmd.arg("--config")
         .arg(config)
         .args(args)
@@ -59,7 +64,16 @@ pub fn miner(config: &Path, args: &[&str], cwd: Option<&Path>, envs: &[(&str, &s
     for (k, v) in envs {
         cmd.env(k, v);
     }
-    cmd.output().expect("miner-cli runs")
+    cmd
+}
+
+/// `miner-cli --config CONFIG ARGS` with `envs`, in `cwd` (default: the test's), without any
+/// Hugging Face or wallet settings from the environment of whoever runs the tests.
+pub fn miner(config: &Path, args: &[&str], cwd: Option<&Path>, envs: &[(&str, &str)]) -> Output {
+    let binary = Path::new(env!("CARGO_BIN_EXE_miner-cli"));
+    command(binary, config, args, cwd, envs)
+        .output()
+        .expect("miner-cli runs")
 }
 
 /// [`miner`] that must succeed; its stdout.
@@ -74,17 +88,38 @@ pub fn ok(config: &Path, args: &[&str], cwd: Option<&Path>, envs: &[(&str, &str)
     String::from_utf8_lossy(&out.stdout).into_owned()
 }
 
-/// One validator epoch (`coordinator run --epochs 1`) on `runtime`.
-pub fn epoch(runtime: &tokio::runtime::Runtime, config: &Path) -> EpochReport {
-    let cluster = ClusterConfig::load(config).expect("config");
-    let mut reports = Vec::new();
-    runtime
-        .block_on(coordinator::service::run_validator(
-            cluster,
-            config,
-            Some(1),
-            |r| reports.push(r.clone()),
-        ))
-        .expect("epoch");
-    reports.pop().expect("one report")
+/// The `coordinator` binary beside `miner-cli`. miner-cli does not depend on the validator, so
+/// cargo builds it for the coordinator package's own tests: `cargo test --workspace` (what CI
+/// runs) has it; a run of this package alone needs `cargo build -p murmuration-coordinator` first.
+pub fn coordinator_bin() -> PathBuf {
+    let bin = Path::new(env!("CARGO_BIN_EXE_miner-cli"))
+        .with_file_name(format!("coordinator{}", std::env::consts::EXE_SUFFIX));
+    assert!(
+        bin.exists(),
+        "{}: no coordinator binary; build it first (cargo build -p murmuration-coordinator), as \
+         cargo test --workspace does",
+        bin.display()
+    );
+    bin
+}
+
+/// One validator epoch: `coordinator --config CONFIG run --epochs 1 --json`, its report.
+pub fn epoch(config: &Path) -> EpochReport {
+    let out = command(
+        &coordinator_bin(),
+        config,
+        &["run", "--epochs", "1", "--json"],
+        None,
+        &[],
+    )
+    .output()
+    .expect("coordinator runs");
+    let stdout = String::from_utf8_lossy(&out.stdout);
+    assert!(
+        out.status.success(),
+        "coordinator run failed: {stdout}{}",
+        String::from_utf8_lossy(&out.stderr)
+    );
+    let line = stdout.lines().last().expect("one report line");
+    serde_json::from_str(line).unwrap_or_else(|e| panic!("report {line:?}: {e}"))
 }

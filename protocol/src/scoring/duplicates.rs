@@ -1,4 +1,4 @@
-//! Duplicate submissions (DESIGN.md §6): the same dataset committed again by a later miner.
+//! Duplicate submissions: the same dataset committed again by a later miner.
 //!
 //! Two submissions are linked when
 //!
@@ -18,7 +18,7 @@
 
 use std::collections::{BTreeMap, BTreeSet};
 
-use crate::scoring::ScoredMiner;
+use super::win_rate::ScoredMiner;
 
 /// One fetched and validated dataset, as the content rules see it.
 #[derive(Debug, Clone)]

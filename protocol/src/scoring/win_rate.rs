@@ -1,19 +1,9 @@
-//! Scoring: losses → win rates → weights (DESIGN.md §6), as pure functions.
+//! Losses → win rates → weights, as pure functions.
 //!
 //! Failed submissions never reach these functions (they get weight 0 upstream); a loss that is
-//! NaN or infinite is treated as a failed evaluation here too. Duplicate detection lives in
-//! [`crate::duplicates`], the u16 conversion in [`crate::emission`] and the EvalQueue order in
-//! [`crate::eval_queue`]; their items are re-exported here so `crate::scoring::*` is the whole
-//! scoring API.
-//!
-//! Nothing here panics: every function accepts empty input, NaN and infinite values, and
-//! out-of-range parameters (the ranges are also checked when `cluster.toml` is loaded).
+//! NaN or infinite is treated as a failed evaluation here too.
 
 use std::collections::BTreeMap;
-
-pub use crate::duplicates::{content_duplicates, loss_duplicates, DatasetIdentity};
-pub use crate::emission::{to_u16_weights, version_key};
-pub use crate::eval_queue::{select_for_evaluation, Candidate};
 
 /// A miner with an eval loss this epoch.
 #[derive(Debug, Clone, Copy, PartialEq)]
@@ -178,7 +168,7 @@ pub fn moving_average(
         .collect()
 }
 
-/// FLock OFF's newer rule (flock.md §5.1): among the `k` lowest losses, the earliest commit wins
+/// FLock OFF's newer rule (`docs/scoring.md`): among the `k` lowest losses, the earliest commit wins
 /// and gets weight 1.
 ///
 /// ```text

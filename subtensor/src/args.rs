@@ -7,11 +7,12 @@ use std::sync::Arc;
 use std::time::Duration;
 
 use protocol::config::{ClusterConfig, Mode};
-use subtensor::{Network, Subtensor};
 
-use crate::chain::subtensor::SubtensorChain;
 use crate::chain::Chain;
-use crate::keys::WalletPath;
+use crate::client::Subtensor;
+use crate::network::Network;
+use crate::subtensor_chain::SubtensorChain;
+use crate::wallet::{Signer, WalletPath};
 
 /// The chain and wallet flags shared by `coordinator` and `miner-cli`.
 #[derive(Debug, Clone, Default, clap::Args)]
@@ -109,9 +110,10 @@ pub async fn connect(config: &ClusterConfig) -> anyhow::Result<Arc<SubtensorChai
 }
 
 /// A chain view for read-only commands: the devnet's SQLite file or a subtensor node.
+#[cfg(feature = "devnet")]
 pub async fn read_only_chain(
     config: &ClusterConfig,
-    paths: &crate::bootstrap::Paths,
+    paths: &protocol::config::Paths,
 ) -> anyhow::Result<Arc<dyn Chain>> {
     if config.mode == Mode::Devnet {
         let db = paths.devnet_db();
@@ -120,11 +122,29 @@ pub async fn read_only_chain(
             "{}: no devnet yet (run `coordinator run` once)",
             db.display()
         );
-        Ok(Arc::new(crate::chain::devnet::DevnetChain::open(
+        Ok(Arc::new(crate::devnet::DevnetChain::open(
             &db,
             config.devnet.block_time_ms,
         )?))
     } else {
         Ok(connect(config).await?)
     }
+}
+
+/// Fails unless `signer`'s hotkey is a neuron of `netuid`.
+pub async fn check_registered(
+    chain: &dyn Chain,
+    netuid: u16,
+    signer: &Signer,
+) -> anyhow::Result<u16> {
+    let metagraph = chain.metagraph(netuid).await?;
+    metagraph
+        .neuron_of(&signer.account())
+        .map(|n| n.uid)
+        .ok_or_else(|| {
+            anyhow::anyhow!(
+                "hotkey {} is not registered on netuid {netuid}",
+                signer.account()
+            )
+        })
 }

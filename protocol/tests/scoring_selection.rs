@@ -1,11 +1,12 @@
 //! Which submissions count and which get trained, on hand-worked cases: duplicate groups
-//! (DESIGN.md §6) and the EvalQueue order (DESIGN.md §2 step 2).
+//! and the EvalQueue order (`docs/scoring.md`).
 
 use std::collections::BTreeMap;
 
-use coordinator::duplicates::{content_duplicates, loss_duplicates, DatasetIdentity};
-use coordinator::eval_queue::{select_for_evaluation, Candidate};
-use coordinator::scoring::ScoredMiner;
+use protocol::scoring::{
+    content_duplicates, loss_duplicates, select_for_evaluation, Candidate, DatasetIdentity,
+    ScoredMiner,
+};
 
 fn rows(v: &[&str]) -> Vec<String> {
     v.iter().map(|s| s.to_string()).collect()

@@ -12,7 +12,9 @@ use std::path::{Path, PathBuf};
 use async_trait::async_trait;
 use sha2::{Digest, Sha256};
 
-use super::{check_repo_id, check_revision, Hub, HubError};
+use crate::dataset::Hub;
+use crate::error::HubError;
+use crate::repo::{check_repo_id, check_revision, DATASET_FILE};
 
 /// The revision id of `bytes`: the first 40 hex digits of
 /// SHA-256(`"murmuration-dataset\0"` ‖ bytes).
@@ -58,13 +60,14 @@ impl LocalHub {
         if !dir.is_dir() {
             return Err(HubError::NotFound { repo: repo.into() });
         }
-        let path = dir.join(&revision).join("data.jsonl");
+        let path = dir.join(&revision).join(DATASET_FILE);
         let file = match std::fs::File::open(&path) {
             Ok(file) => file,
             Err(e) if e.kind() == std::io::ErrorKind::NotFound => {
                 return Err(HubError::RevisionNotFound {
                     repo: repo.into(),
                     revision,
+                    reason: "not in this hub".into(),
                 })
             }
             Err(e) => return Err(io(&path)(e)),
@@ -77,6 +80,7 @@ impl LocalHub {
             return Err(HubError::TooLarge {
                 repo: repo.into(),
                 revision,
+                file: DATASET_FILE.into(),
                 limit: max_bytes,
             });
         }
@@ -84,6 +88,7 @@ impl LocalHub {
             return Err(HubError::ShaMismatch {
                 repo: repo.into(),
                 revision,
+                reason: "the content does not hash to the revision".into(),
             });
         }
         Ok(bytes)
@@ -92,7 +97,7 @@ impl LocalHub {
     fn publish_blocking(&self, repo: &str, bytes: &[u8]) -> Result<String, HubError> {
         let revision = revision_of(bytes);
         let dir = self.repo_dir(repo)?.join(&revision);
-        let path = dir.join("data.jsonl");
+        let path = dir.join(DATASET_FILE);
         if path.exists() {
             return Ok(revision);
         }
@@ -213,7 +218,7 @@ mod tests {
         assert!(err.to_string().contains("alice/data"), "{err}");
         // Tampering with stored bytes is detected.
         std::fs::write(
-            dir.path().join("alice/data").join(&rev).join("data.jsonl"),
+            dir.path().join("alice/data").join(&rev).join(DATASET_FILE),
             b"tampered",
         )
         .expect("write");

@@ -1,18 +1,18 @@
-//! Chain access behind one trait: the embedded [`devnet::DevnetChain`] and the subxt client for
-//! subtensor ([`subtensor::SubtensorChain`]) implement it; the coordinator and miner-cli only see
-//! [`Chain`]. The types follow what subtensor offers (chain.md §2): `NeuronInfoLite` for the
+//! Chain access behind one trait: the embedded devnet (`crate::devnet::DevnetChain`, feature
+//! `devnet`) and the subxt client for subtensor ([`crate::subtensor_chain::SubtensorChain`])
+//! implement it; the coordinator and miner-cli only see [`Chain`]. The types follow what
+//! subtensor offers (`docs/subtensor.md`): `NeuronInfoLite` and the subnet hyperparameters for the
 //! metagraph, `Commitments.CommitmentOf` for commitments, `SubtensorModule.set_weights` and
 //! `Weights` for weights, and the pallet errors for [`ChainError`].
-
-pub mod devnet;
-pub mod subtensor;
 
 use async_trait::async_trait;
 use serde::{Deserialize, Serialize};
 
-use crate::keys::{AccountId, Signer};
+use crate::account::AccountId;
+use crate::wallet::Signer;
 
-/// One registered neuron of a subnet.
+/// One registered neuron of a subnet (`NeuronInfoRuntimeApi.get_neurons_lite`, or the same
+/// from storage).
 #[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
 pub struct Neuron {
     /// Its uid in the subnet.
@@ -21,31 +21,50 @@ pub struct Neuron {
     pub hotkey: AccountId,
     /// The owning coldkey.
     pub coldkey: AccountId,
-    /// Stake (alpha, in the chain's smallest unit).
+    /// Total alpha staked on it, in the chain's smallest unit (sum over its stakers).
     pub stake: u64,
-    /// Whether it may set weights.
+    /// Whether it may set weights on others.
     pub validator_permit: bool,
     /// The block of its last weight update (0: never).
     pub last_update: u64,
+    /// Whether the chain counts it as active.
+    pub active: bool,
 }
 
-/// What a validator needs to know about a subnet at one block.
+/// The subnet hyperparameters a validator needs
+/// (`SubnetInfoRuntimeApi.get_subnet_hyperparams`, or the same from storage).
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+pub struct SubnetParams {
+    /// Blocks per epoch.
+    pub tempo: u64,
+    /// `WeightsSetRateLimit`: blocks a validator must wait between weight settings (and
+    /// commits).
+    pub weights_rate_limit: u64,
+    /// `WeightsVersionKey`: the lowest version key accepted.
+    pub weights_version_key: u64,
+    /// `CommitRevealWeightsEnabled`: whether weights must go through commit-reveal.
+    pub commit_reveal_enabled: bool,
+    /// `RevealPeriodEpochs`: epochs between a weight commit and its reveal.
+    pub reveal_period: u64,
+    /// `MaxWeightsLimit` (u16 share of the largest weight; 65535 = no cap).
+    pub max_weights_limit: u64,
+    /// `MinAllowedWeights`.
+    pub min_allowed_weights: u64,
+}
+
+/// What a validator needs to know about a subnet at one block: its hyperparameters and neurons.
+/// As JSON the hyperparameters sit beside `netuid` and `block`.
 #[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
 pub struct Metagraph {
     /// The subnet.
     pub netuid: u16,
     /// The block this view was read at.
     pub block: u64,
-    /// Blocks per tempo.
-    pub tempo: u64,
-    /// Blocks a validator must wait between weight settings.
-    pub weights_rate_limit: u64,
-    /// The chain's weights version key.
-    pub weights_version_key: u64,
-    /// Whether weights must go through commit-reveal.
-    pub commit_reveal_enabled: bool,
-    /// Epochs between a weight commit and its reveal (`RevealPeriodEpochs`).
-    pub reveal_period: u64,
+    /// Hyperparameters.
+    #[serde(flatten)]
+    pub params: SubnetParams,
+    /// `SubnetEpochIndex`, when the chain has it.
+    pub epoch_index: Option<u64>,
     /// Every neuron, in uid order.
     pub neurons: Vec<Neuron>,
 }

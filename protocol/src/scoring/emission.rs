@@ -1,5 +1,5 @@
 //! Emission: float weights → the `u16` vector `set_weights` / `commit_weights` carry, and the
-//! `version_key` to send with it (DESIGN.md §6, chain.md §3).
+//! `version_key` to send with it (`docs/scoring.md`, `docs/subtensor.md`).
 
 use std::collections::BTreeMap;
 
@@ -46,7 +46,7 @@ pub fn to_u16_weights(weights: &BTreeMap<u16, f64>) -> Vec<(u16, u16)> {
 /// The `version_key` to send with weights: `max(ours, chain)`.
 ///
 /// The chain accepts a key iff `WeightsVersionKey(netuid) == 0 || key >= WeightsVersionKey`
-/// (chain.md §3); the maximum always passes, and keeps our own key when the subnet owner asks
+/// (`docs/subtensor.md`); the maximum always passes, and keeps our own key when the subnet owner asks
 /// for less.
 pub fn version_key(ours: u64, chain: u64) -> u64 {
     ours.max(chain)

@@ -4,13 +4,12 @@
 
 use std::collections::BTreeMap;
 
-use protocol::config::{ScoringConfig, ScoringPolicy};
 use serde::Deserialize;
 
-use crate::scoring::{
-    content_duplicates, epoch_weights, loss_duplicates, to_u16_weights, win_rates,
-    winner_takes_all, DatasetIdentity, ScoredMiner,
-};
+use super::duplicates::{content_duplicates, loss_duplicates, DatasetIdentity};
+use super::emission::to_u16_weights;
+use super::win_rate::{epoch_weights, win_rates, winner_takes_all, ScoredMiner};
+use crate::config::{ScoringConfig, ScoringPolicy};
 
 #[derive(Deserialize)]
 #[serde(deny_unknown_fields)]
@@ -128,7 +127,7 @@ mod tests {
                 .collect::<Vec<_>>(),
             vec![0, 1, 2, 3, 4]
         );
-        // Same field as scoring::tests: win rates 1, 0.5, 0 for uids 0, 1, 2.
+        // Same field as win_rate::tests: win rates 1, 0.5, 0 for uids 0, 1, 2.
         assert_eq!(miners[0]["win_rate"], 1.0);
         assert_eq!(miners[1]["win_rate"], 0.5);
         assert_eq!(miners[2]["win_rate"], 0.0);

@@ -17,7 +17,7 @@
 //!
 //! **Differences from subtensor**, on purpose: one commitment is at most
 //! [`MAX_COMMITMENT_BYTES`] (one `Raw128` field; subtensor's limit is a per-epoch space budget,
-//! `MaxSpace` 3100 with at least 100 bytes charged per call, chain.md §2.2); weights are stored
+//! `MaxSpace` 3100 with at least 100 bytes charged per call, `docs/subtensor.md`); weights are stored
 //! as sent (subtensor re-normalises them to sum 65535); registration is an admin call with the
 //! stake and validator permit given, not burned registration; commit-reveal can be switched on
 //! (then `set_weights` fails as on subtensor) but commit/reveal calls are not implemented.
@@ -31,8 +31,9 @@ use rusqlite::types::Type;
 use rusqlite::{params, Connection, OptionalExtension, Transaction, TransactionBehavior};
 use sha2::{Digest, Sha256};
 
-use super::{Chain, ChainError, CommitmentRecord, Metagraph, Neuron};
-use crate::keys::{verify, AccountId, Signer};
+use crate::account::AccountId;
+use crate::chain::{Chain, ChainError, CommitmentRecord, Metagraph, Neuron, SubnetParams};
+use crate::wallet::{verify, Signer};
 
 /// Largest commitment the devnet stores: one `Raw128` field, the same bound the commitment
 /// string has (`protocol::commitment::MAX_COMMITMENT_BYTES`).
@@ -574,7 +575,7 @@ impl DevnetChain {
         Ok(block)
     }
 
-    /// `do_set_weights` with subtensor's checks, in its order (chain.md §2.3).
+    /// `do_set_weights` with subtensor's checks, in its order (`docs/subtensor.md`).
     fn do_set_weights(
         tx: &Transaction<'_>,
         who: &AccountId,
@@ -715,6 +716,7 @@ impl Chain for DevnetChain {
                         stake: r.get::<_, i64>(3)? as u64,
                         validator_permit: r.get(4)?,
                         last_update: r.get::<_, i64>(5)? as u64,
+                        active: true,
                     })
                 })
                 .and_then(|rows| rows.collect::<Result<Vec<_>, _>>())
@@ -722,11 +724,16 @@ impl Chain for DevnetChain {
             Ok(Metagraph {
                 netuid,
                 block,
-                tempo: tempo as u64,
-                weights_rate_limit: rate as u64,
-                weights_version_key: version as u64,
-                commit_reveal_enabled: reveal,
-                reveal_period: 1,
+                params: SubnetParams {
+                    tempo: tempo as u64,
+                    weights_rate_limit: rate as u64,
+                    weights_version_key: version as u64,
+                    commit_reveal_enabled: reveal,
+                    reveal_period: 1,
+                    max_weights_limit: u64::from(u16::MAX),
+                    min_allowed_weights: 0,
+                },
+                epoch_index: None,
                 neurons,
             })
         })

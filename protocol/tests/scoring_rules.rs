@@ -1,14 +1,13 @@
-//! Scoring rules on hand-worked cases (DESIGN.md §6): iswin, win rates, softmax, moving average,
+//! Scoring rules on hand-worked cases (`docs/scoring.md`): iswin, win rates, softmax, moving average,
 //! winner takes all, u16 emission, and the `coordinator score` audit built from them.
 
 use std::collections::BTreeMap;
 
-use coordinator::audit::score_audit;
-use coordinator::scoring::{
-    epoch_weights, iswin, moving_average, to_u16_weights, version_key, win_rates, winner_takes_all,
-    ScoredMiner,
-};
 use protocol::config::{ScoringConfig, ScoringPolicy};
+use protocol::scoring::{
+    epoch_weights, iswin, moving_average, score_audit, to_u16_weights, version_key, win_rates,
+    winner_takes_all, ScoredMiner,
+};
 
 const EPS: f64 = 0.04;
 

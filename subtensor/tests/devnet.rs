@@ -4,9 +4,9 @@
 use std::sync::Arc;
 use std::time::Duration;
 
-use coordinator::chain::devnet::{Call, DevnetChain, Extrinsic};
-use coordinator::chain::{Chain, ChainError};
-use coordinator::keys::Signer;
+use subtensor::devnet::{Call, DevnetChain, Extrinsic};
+use subtensor::wallet::Signer;
+use subtensor::{Chain, ChainError};
 
 fn key() -> Signer {
     Signer::generate().expect("key").0
@@ -204,7 +204,7 @@ async fn set_weights_follows_subtensors_checks() {
         (vec![(1, 65535), (2, 100)], Some(first))
     );
     let meta = chain.metagraph(1).await.expect("metagraph");
-    assert_eq!(meta.weights_version_key, 5);
+    assert_eq!(meta.params.weights_version_key, 5);
     assert_eq!(meta.neuron(0).expect("validator").last_update, first);
 
     // Rate limit 10: blocks_left counts down with the chain.
@@ -232,6 +232,7 @@ async fn set_weights_follows_subtensors_checks() {
             .metagraph(1)
             .await
             .expect("metagraph")
+            .params
             .commit_reveal_enabled
     );
     chain.advance_blocks(100).expect("advance");
@@ -267,9 +268,9 @@ async fn admin_calls_refuse_bad_input_and_reregistration_keeps_the_uid() {
     let meta = chain.metagraph(1).await.expect("metagraph");
     assert_eq!(
         (
-            meta.tempo,
-            meta.weights_rate_limit,
-            meta.weights_version_key
+            meta.params.tempo,
+            meta.params.weights_rate_limit,
+            meta.params.weights_version_key
         ),
         (360, 100, 7)
     );

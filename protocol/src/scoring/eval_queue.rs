@@ -1,4 +1,4 @@
-//! The EvalQueue (DESIGN.md §2 step 2): which submissions are trained this epoch.
+//! The EvalQueue (`docs/scoring.md`): which submissions are trained this epoch.
 
 use std::collections::BTreeSet;
 

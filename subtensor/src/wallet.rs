@@ -1,6 +1,6 @@
-//! sr25519 keys in Bittensor's wallet layout, and SS58 addresses.
+//! sr25519 keys in Bittensor's wallet layout.
 //!
-//! A wallet is `<root>/<name>/` with `coldkeypub.txt` and `hotkeys/<hotkey>` (chain.md §4). A
+//! A wallet is `<root>/<name>/` with `coldkeypub.txt` and `hotkeys/<hotkey>` (`docs/subtensor.md`). A
 //! hotkey file is unencrypted JSON: `secretSeed` (0x + 64 hex, the sr25519 mini-secret),
 //! `publicKey` and `accountId` (0x + 64 hex), `ss58Address` and `cryptoType` 1 (sr25519), the
 //! fields btwallet reads; `hotkeys/<hotkey>pub.txt` and `coldkeypub.txt` carry the public fields
@@ -13,122 +13,12 @@
 use std::fmt;
 use std::io::Write;
 use std::path::{Path, PathBuf};
-use std::str::FromStr;
 
-use blake2::{Blake2b512, Digest};
 use rand::TryRngCore;
-use subtensor::Hotkey;
-use subxt_signer::sr25519::{Keypair, PublicKey};
+use subxt_signer::sr25519::Keypair;
 
-/// The SS58 address format of Bittensor (generic Substrate, 42).
-pub const SS58_PREFIX: u16 = 42;
-
-/// A 32-byte sr25519 public key (`AccountId32`), shown as its SS58 address.
-#[derive(Clone, Copy, PartialEq, Eq, Hash, PartialOrd, Ord)]
-pub struct AccountId(pub [u8; 32]);
-
-impl AccountId {
-    /// The SS58 address (prefix 42): base58(prefix ‖ key ‖ blake2b-512("SS58PRE" ‖ prefix ‖ key)[..2]).
-    pub fn to_ss58(&self) -> String {
-        let mut body = vec![SS58_PREFIX as u8];
-        body.extend_from_slice(&self.0);
-        let checksum = ss58_checksum(&body);
-        body.extend_from_slice(&checksum[..2]);
-        bs58::encode(body).into_string()
-    }
-
-    /// Parses an SS58 address with prefix 42, checking its checksum.
-    pub fn from_ss58(text: &str) -> Result<Self, KeyError> {
-        let bytes = bs58::decode(text)
-            .into_vec()
-            .map_err(|_| KeyError(format!("address {text:?} is not base58")))?;
-        if bytes.len() != 35 || bytes[0] != SS58_PREFIX as u8 {
-            return Err(KeyError(format!(
-                "address {text:?} is not a 32-byte SS58 address with prefix {SS58_PREFIX}"
-            )));
-        }
-        let checksum = ss58_checksum(&bytes[..33]);
-        if bytes[33..] != checksum[..2] {
-            return Err(KeyError(format!(
-                "address {text:?} has a bad SS58 checksum"
-            )));
-        }
-        let mut key = [0u8; 32];
-        key.copy_from_slice(&bytes[1..33]);
-        Ok(AccountId(key))
-    }
-
-    /// Parses `0x` + 64 hex digits (the `publicKey` / `accountId` form).
-    pub fn from_hex(text: &str) -> Result<Self, KeyError> {
-        let digits = text.strip_prefix("0x").unwrap_or(text);
-        hex::decode(digits)
-            .ok()
-            .and_then(|b| <[u8; 32]>::try_from(b).ok())
-            .map(AccountId)
-            .ok_or_else(|| KeyError(format!("public key {text:?} is not 0x + 64 hex digits")))
-    }
-
-    /// `0x` + 64 lowercase hex digits.
-    pub fn to_hex(&self) -> String {
-        format!("0x{}", hex::encode(self.0))
-    }
-}
-
-fn ss58_checksum(body: &[u8]) -> Vec<u8> {
-    let mut hasher = Blake2b512::new();
-    hasher.update(b"SS58PRE");
-    hasher.update(body);
-    hasher.finalize().to_vec()
-}
-
-impl fmt::Display for AccountId {
-    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
-        f.write_str(&self.to_ss58())
-    }
-}
-
-impl fmt::Debug for AccountId {
-    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
-        write!(f, "AccountId({})", self.to_ss58())
-    }
-}
-
-impl FromStr for AccountId {
-    type Err = KeyError;
-
-    /// An SS58 address, or `0x` + 64 hex digits.
-    fn from_str(s: &str) -> Result<Self, Self::Err> {
-        if s.starts_with("0x") {
-            Self::from_hex(s)
-        } else {
-            Self::from_ss58(s)
-        }
-    }
-}
-
-impl From<PublicKey> for AccountId {
-    fn from(key: PublicKey) -> Self {
-        AccountId(key.0)
-    }
-}
-
-impl serde::Serialize for AccountId {
-    fn serialize<S: serde::Serializer>(&self, s: S) -> Result<S::Ok, S::Error> {
-        s.serialize_str(&self.to_ss58())
-    }
-}
-
-impl<'de> serde::Deserialize<'de> for AccountId {
-    fn deserialize<D: serde::Deserializer<'de>>(d: D) -> Result<Self, D::Error> {
-        let text = String::deserialize(d)?;
-        AccountId::from_ss58(&text).map_err(serde::de::Error::custom)
-    }
-}
-
-/// A key problem, naming the file or the value; never contains secret material.
-#[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
-#[error("{0}")]
-pub struct KeyError(pub String);
+use crate::account::{AccountId, KeyError};
+use crate::hotkey::Hotkey;
 
 /// A 32-byte sr25519 mini-secret (`secretSeed`). Its `Debug` is redacted and its bytes are
 /// overwritten when it is dropped.
@@ -235,7 +125,7 @@ pub fn verify(account: &AccountId, message: &[u8], signature: &[u8; 64]) -> bool
     subxt_signer::sr25519::verify(
         &subxt_signer::sr25519::Signature(*signature),
         message,
-        &PublicKey(account.0),
+        &subxt_signer::sr25519::PublicKey(account.0),
     )
 }
 
@@ -532,7 +422,7 @@ mod tests {
 
     #[test]
     fn alice_from_her_seed_file() {
-        // Alice's mini-secret (chain.md §4: from_secret_key(0xe5be9a50…) gives d43593c7…).
+        // Alice's mini-secret (the well-known dev key: from_secret_key(0xe5be9a50…) gives d43593c7…).
         let dir = tempfile::tempdir().expect("tempdir");
         let w = wallet(dir.path(), "alice");
         std::fs::create_dir_all(w.hotkey_file().parent().expect("dir")).expect("mkdir");

@@ -1,13 +1,14 @@
-//! [`Chain`] on a real subtensor node, through the `subtensor` crate's subxt client. This module
-//! only translates: types into the coordinator's, and the client's errors into [`ChainError`]
-//! (pallet errors by name: `SettingWeightsTooFast` becomes [`ChainError::RateLimited`] with the
-//! blocks left, and so on).
+//! [`Chain`] on a real subtensor node, through the subxt client of [`crate::client`]. This
+//! module only translates the client's errors into [`ChainError`] (pallet errors by name:
+//! `SettingWeightsTooFast` becomes [`ChainError::RateLimited`] with the blocks left, and so on).
 
 use async_trait::async_trait;
-use subtensor::{Error as SubtensorError, Subtensor};
 
-use super::{Chain, ChainError, CommitmentRecord, Metagraph, Neuron};
-use crate::keys::{AccountId, Signer};
+use crate::account::AccountId;
+use crate::chain::{Chain, ChainError, CommitmentRecord, Metagraph};
+use crate::client::Subtensor;
+use crate::error::Error as SubtensorError;
+use crate::wallet::Signer;
 
 /// A subtensor node as a [`Chain`].
 #[derive(Debug, Clone)]
@@ -114,9 +115,9 @@ impl SubtensorChain {
 
     /// Blocks until `signer` may set or commit weights again.
     async fn blocks_left(&self, netuid: u16, signer: Option<&Signer>) -> Option<u64> {
-        let hotkey = signer?.account().0;
+        let hotkey = signer?.account();
         let mg = self.client.metagraph(netuid).await.ok()?;
-        let neuron = mg.neurons.iter().find(|n| n.hotkey == hotkey)?;
+        let neuron = mg.neuron_of(&hotkey)?;
         let since = mg.block.saturating_sub(neuron.last_update);
         Some(mg.params.weights_rate_limit.saturating_sub(since).max(1))
     }
@@ -131,28 +132,7 @@ impl Chain for SubtensorChain {
 
     async fn metagraph(&self, netuid: u16) -> Result<Metagraph, ChainError> {
         let result = self.client.metagraph(netuid).await;
-        let mg = self.lift("metagraph", netuid, None, result).await?;
-        Ok(Metagraph {
-            netuid,
-            block: mg.block,
-            tempo: mg.params.tempo,
-            weights_rate_limit: mg.params.weights_rate_limit,
-            weights_version_key: mg.params.weights_version_key,
-            commit_reveal_enabled: mg.params.commit_reveal_enabled,
-            reveal_period: mg.params.reveal_period,
-            neurons: mg
-                .neurons
-                .into_iter()
-                .map(|n| Neuron {
-                    uid: n.uid,
-                    hotkey: AccountId(n.hotkey),
-                    coldkey: AccountId(n.coldkey),
-                    stake: n.stake,
-                    validator_permit: n.validator_permit,
-                    last_update: n.last_update,
-                })
-                .collect(),
-        })
+        self.lift("metagraph", netuid, None, result).await
     }
 
     async fn commitments(&self, netuid: u16) -> Result<Vec<CommitmentRecord>, ChainError> {
