@@ -26,7 +26,7 @@ use crate::scoring::{
     to_u16_weights, win_rates, winner_takes_all, Candidate, DatasetIdentity, ScoredMiner,
 };
 use crate::state::{CacheKey, PendingWeights, State, StateError};
-use crate::worker_actor::{Job, JobOutcome};
+use crate::worker_actor::{Job, JobOutcome, ValidatedFile};
 
 /// Why an epoch could not run (a miner's problem never is one: it is recorded as its reason).
 #[derive(Debug, thiserror::Error)]
@@ -139,7 +139,7 @@ pub struct Validator {
 /// Where one miner stands during the epoch.
 struct Entry {
     line: MinerLine,
-    dataset: Option<(Commitment, Dataset, usize)>,
+    dataset: Option<(Commitment, Dataset, Arc<ValidatedFile>)>,
 }
 
 impl Validator {
@@ -278,17 +278,18 @@ impl Validator {
         let jobs: Vec<(Job, CacheKey, usize)> = selected
             .iter()
             .filter_map(|uid| {
-                let (commitment, dataset, bytes) = entries.get(uid)?.dataset.as_ref()?;
+                let (commitment, dataset, file) = entries.get(uid)?.dataset.as_ref()?;
                 Some((
                     Job {
                         id: self.next_job.fetch_add(1, Ordering::Relaxed),
                         uid: *uid,
                         rows: dataset.rows.clone(),
+                        file: file.clone(),
                         config: self.config.training.clone(),
                         timeout: Duration::from_secs(self.config.coordinator.job_timeout_secs),
                     },
                     self.cache_key(&commitment.revision),
-                    *bytes,
+                    file.bytes.len(),
                 ))
             })
             .collect();
@@ -419,7 +420,7 @@ impl Validator {
         data: &[u8],
         commit_block: u64,
         epoch: u64,
-    ) -> Result<(Commitment, Dataset, usize), String> {
+    ) -> Result<(Commitment, Dataset, Arc<ValidatedFile>), String> {
         let commitment = Commitment::from_bytes(data).map_err(|e| e.to_string())?;
         self.state
             .record_submission(uid, hotkey, &commitment.to_string(), commit_block, epoch)
@@ -435,7 +436,13 @@ impl Validator {
             .await
             .map_err(|e| format!("fetch {}: {e}", commitment.repo))?;
         let dataset = parse_dataset(&bytes, limits).map_err(|e| format!("invalid dataset: {e}"))?;
-        Ok((commitment, dataset, bytes.len()))
+        // Remote workers get these bytes and limits, and read the same rows from them.
+        let file = Arc::new(ValidatedFile {
+            bytes: dataset.used_bytes(&bytes).to_vec(),
+            limits: limits.clone(),
+            content_hash: dataset.content_hash.clone(),
+        });
+        Ok((commitment, dataset, file))
     }
 
     /// Runs jobs on the workers ([`schedule`]): every job is recorded before it is sent and its
