@@ -415,3 +415,105 @@ impl RemoteState {
         }
     }
 }
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::worker_actor::ValidatedFile;
+    use protocol::config::TrainingConfig;
+
+    fn job() -> Job {
+        Job {
+            id: 5,
+            uid: 1,
+            rows: Vec::new(),
+            file: Arc::new(ValidatedFile {
+                bytes: Vec::new(),
+                limits: DatasetLimits::default(),
+                content_hash: String::new(),
+            }),
+            config: TrainingConfig {
+                epochs: 0,
+                ..TrainingConfig::default()
+            },
+            timeout: Duration::from_secs(60),
+        }
+    }
+
+    fn done(eval_loss: f64) -> JobOutcomeWire {
+        JobOutcomeWire::Done {
+            eval_loss,
+            steps: 0,
+            train_rows: 0,
+            train_tokens: 0,
+            eval_rows: 3,
+            eval_rows_skipped: 0,
+            seconds: 0.1,
+            peak_memory_bytes: 0,
+        }
+    }
+
+    #[test]
+    fn only_the_miners_data_and_a_measured_timeout_reach_the_miner() {
+        let failed = |kind| JobOutcomeWire::failed(kind, "why");
+        assert_eq!(
+            outcome(failed(FailureKind::MinerData), &job(), 3, false),
+            Ok(JobOutcome::Failed("why".into()))
+        );
+        assert_eq!(
+            outcome(failed(FailureKind::Cancelled), &job(), 3, true),
+            Ok(JobOutcome::TimedOut { limit_secs: 60 })
+        );
+        assert!(outcome(failed(FailureKind::Cancelled), &job(), 3, false).is_err());
+        assert!(outcome(failed(FailureKind::Worker), &job(), 3, false).is_err());
+        assert!(outcome(failed(FailureKind::Unavailable), &job(), 3, true).is_err());
+        assert!(matches!(
+            outcome(done(1.5), &job(), 3, false),
+            Ok(JobOutcome::Done(_))
+        ));
+        for bad in [-5.0, f64::NAN, f64::NEG_INFINITY] {
+            let e = outcome(done(bad), &job(), 3, false).expect_err("refused");
+            assert!(e.contains("implausible"), "{e}");
+        }
+    }
+
+    #[test]
+    fn worker_text_is_escaped_and_cut_short() {
+        let reason = format!("\u{1b}[2J{}", "x".repeat(5000));
+        let JobOutcome::Failed(stored) = outcome(
+            JobOutcomeWire::Failed {
+                kind: FailureKind::MinerData,
+                reason,
+            },
+            &job(),
+            3,
+            false,
+        )
+        .expect("the miner's") else {
+            panic!("not a failure")
+        };
+        assert!(
+            !stored.contains('\u{1b}') && stored.starts_with("\\u{1b}[2J"),
+            "{stored:.40}"
+        );
+        assert!(stored.len() <= MAX_WORKER_TEXT, "{}", stored.len());
+    }
+
+    #[test]
+    fn only_echoes_of_sent_nonces_count() {
+        let mut o = Outstanding::default();
+        for n in 1..=3 {
+            o.sent(n);
+        }
+        assert!(!o.echoed(7), "never sent");
+        assert!(o.echoed(2));
+        assert!(!o.echoed(1), "older than an echoed one");
+        assert!(!o.echoed(2), "echoed twice");
+        assert!(o.echoed(3));
+        for n in 0..1000 {
+            o.sent(n);
+        }
+        assert!(!o.echoed(0), "forgotten");
+        assert!(o.echoed(999));
+    }
+}

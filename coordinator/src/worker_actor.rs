@@ -311,3 +311,124 @@ impl Actor for WorkerActor {
         Ok(())
     }
 }
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn config() -> TrainingConfig {
+        TrainingConfig {
+            micro_batch: 2,
+            grad_accum: 2,
+            epochs: 3,
+            max_seq_len: 64,
+            max_rows: 10,
+            ..TrainingConfig::default()
+        }
+    }
+
+    /// What an honest worker reports for 25 rows (10 used) and an eval set of 30 rows.
+    fn honest() -> JobReport {
+        JobReport {
+            eval_loss: 2.5,
+            train_losses: vec![],
+            steps: 9, // 3 epochs × ⌈⌈10 / 2⌉ / 2⌉
+            train_rows: 10,
+            train_tokens: 300,
+            eval_rows: 28,
+            eval_rows_skipped: 2,
+            seconds: 1.5,
+        }
+    }
+
+    #[test]
+    fn an_honest_report_passes() {
+        assert_eq!(check_report(&honest(), 25, &config(), 30), Ok(()));
+        let zero = JobReport {
+            eval_loss: 0.0,
+            ..honest()
+        };
+        assert_eq!(check_report(&zero, 25, &config(), 30), Ok(()));
+    }
+
+    #[test]
+    fn impossible_reports_are_refused_with_the_reason() {
+        let cases: Vec<(JobReport, &str)> = vec![
+            (
+                JobReport {
+                    eval_loss: -5.0,
+                    ..honest()
+                },
+                "eval loss -5",
+            ),
+            (
+                JobReport {
+                    eval_loss: f64::NAN,
+                    ..honest()
+                },
+                "eval loss NaN",
+            ),
+            (
+                JobReport {
+                    eval_loss: f64::INFINITY,
+                    ..honest()
+                },
+                "eval loss inf",
+            ),
+            (
+                JobReport {
+                    train_rows: 25,
+                    ..honest()
+                },
+                "25 training rows",
+            ),
+            (
+                JobReport {
+                    steps: 1,
+                    ..honest()
+                },
+                "1 optimizer steps",
+            ),
+            (
+                JobReport {
+                    train_tokens: 641,
+                    ..honest()
+                },
+                "641 training tokens",
+            ),
+            (
+                JobReport {
+                    train_tokens: 0,
+                    ..honest()
+                },
+                "0 training tokens",
+            ),
+            (
+                JobReport {
+                    eval_rows: 0,
+                    eval_rows_skipped: 30,
+                    ..honest()
+                },
+                "0 eval rows",
+            ),
+            (
+                JobReport {
+                    eval_rows: 30,
+                    ..honest()
+                },
+                "30 eval rows",
+            ),
+            (
+                JobReport {
+                    seconds: f64::NAN,
+                    ..honest()
+                },
+                "NaN seconds",
+            ),
+        ];
+        for (report, expected) in cases {
+            let e = check_report(&report, 25, &config(), 30).expect_err(expected);
+            assert!(e.contains(expected), "{e} (expected {expected:?})");
+        }
+    }
+}

@@ -348,7 +348,8 @@ async fn run_job(
                 message = transport::receive(recv, decoder) => match message? {
                     Some(Message::Heartbeat(h)) => transport::send(send, &Message::Heartbeat(h)).await?,
                     Some(Message::Cancel(c)) if c.job_id == id => {
-                        let reply = failed(id, FailureKind::Cancelled, "cancelled while waiting for a device");
+                        // The job never ran: its time went to waiting, which is not the miner's.
+                        let reply = failed(id, FailureKind::Unavailable, "cancelled while waiting for a free device");
                         return transport::send(send, &reply).await.map_err(Into::into);
                     }
                     Some(other) => bail!("unexpected {} frame while job {id} waits for a device", other.kind()),
