@@ -865,7 +865,11 @@ mod tests {
         assert_eq!(count, 20_000);
         assert_eq!(decoder.buffered(), 5 + (16 << 20));
         let took = started.elapsed();
-        assert!(took < std::time::Duration::from_secs(2), "took {took:?}");
+        // About 20 ms here, and 3.8 s with a drain per frame.
+        assert!(
+            took < std::time::Duration::from_millis(500),
+            "took {took:?}"
+        );
     }
 
     #[test]

@@ -154,26 +154,24 @@ pub fn run_epoch(config: &Path, limit: Duration) -> (EpochReport, Duration) {
             let out = child.wait_with_output().expect("output");
             panic!(
                 "the epoch did not end within {limit:?}:\n{}",
-                String::from_utf8_lossy(&out.stderr)
+                tail(&out.stderr)
             );
         }
         std::thread::sleep(Duration::from_millis(50));
     }
     let took = started.elapsed();
     let out = child.wait_with_output().expect("output");
-    assert!(
-        out.status.success(),
-        "{}",
-        String::from_utf8_lossy(&out.stderr)
-    );
-    let report = serde_json::from_slice(&out.stdout).unwrap_or_else(|e| {
-        panic!(
-            "report: {e}\n{}\n{}",
-            String::from_utf8_lossy(&out.stdout),
-            String::from_utf8_lossy(&out.stderr)
-        )
-    });
+    assert!(out.status.success(), "{}", tail(&out.stderr));
+    let report = serde_json::from_slice(&out.stdout)
+        .unwrap_or_else(|e| panic!("report: {e}\n{}\n{}", tail(&out.stdout), tail(&out.stderr)));
     (report, took)
+}
+
+/// The last 4,000 characters of a process's output.
+fn tail(bytes: &[u8]) -> String {
+    let text = String::from_utf8_lossy(bytes);
+    let chars: Vec<char> = text.chars().collect();
+    chars[chars.len().saturating_sub(4000)..].iter().collect()
 }
 
 /// `(uid, loss, reason)` of every miner.
