@@ -151,9 +151,9 @@ fn eval_and_demo(dir: &Path, eval: &Path) -> String {
     )
 }
 
-#[test]
-fn a_failure_that_is_not_the_miners_is_never_charged_to_the_miner() {
-    // Four tokens hold only the start of a user turn: no eval row keeps a supervised token.
+/// An epoch whose eval set has no supervised token under the validator's `max_seq_len`: four
+/// tokens hold only the start of a user turn.
+fn eval_set_without_supervised_tokens(workers: Workers) {
     let data = tempfile::tempdir().expect("tempdir");
     let eval = support::small_eval_set(data.path(), 40);
     let tables = format!(
@@ -161,10 +161,18 @@ fn a_failure_that_is_not_the_miners_is_never_charged_to_the_miner() {
         eval_and_demo(&support::repo().join("eval_data/demo"), &eval),
         training("max_seq_len = 4\n")
     );
-    for workers in [Workers::InProcess, Workers::Remote] {
-        let (dir, report, _) = epoch(&tables, workers);
-        nothing_charged(dir.path(), &report, "no row has a supervised token");
-    }
+    let (dir, report, _) = epoch(&tables, workers);
+    nothing_charged(dir.path(), &report, "no row has a supervised token");
+}
+
+#[test]
+fn a_failure_that_is_not_the_miners_is_not_charged_to_the_miner_in_process() {
+    eval_set_without_supervised_tokens(Workers::InProcess);
+}
+
+#[test]
+fn a_failure_that_is_not_the_miners_is_not_charged_to_the_miner_remotely() {
+    eval_set_without_supervised_tokens(Workers::Remote);
 }
 
 /// An eval set of `rows` rows (the repository's, repeated).
@@ -181,25 +189,29 @@ fn big_eval_set(dir: &Path, rows: usize) -> PathBuf {
     path
 }
 
-#[test]
-fn a_job_that_does_not_stop_after_its_cancel_is_abandoned_and_the_epoch_ends() {
-    // Evaluation only (epochs = 0), on 20,000 rows: about 25 s of work that never looks at the
-    // cancel flag, against a 1 s job timeout and the 3 s grace (worker_timeout_ms).
+/// Evaluation only (epochs = 0), on 20,000 rows: about 25 s of work that never looks at the
+/// cancel flag, against a 1 s job timeout and the 3 s grace (worker_timeout_ms).
+fn a_job_deaf_to_its_cancel(workers: Workers, expected: &str) {
     let data = tempfile::tempdir().expect("tempdir");
     let eval = big_eval_set(data.path(), 20_000);
     let tables = format!(
         "[coordinator]\njob_timeout_secs = 1\n{}[training]\nepochs = 0\nmax_seq_len = 128\nmax_rows = 20\n[dataset]\nmax_rows = 20\n",
         eval_and_demo(&support::repo().join("eval_data/demo"), &eval),
     );
-    for (workers, expected) in [
-        (
-            Workers::InProcess,
-            "did not stop within 3.0 s of its cancel",
-        ),
-        (Workers::Remote, "did not end within 3.0 s of its cancel"),
-    ] {
-        let (dir, report, took) = epoch(&tables, workers);
-        nothing_charged(dir.path(), &report, expected);
-        assert!(took < Duration::from_secs(20), "the epoch took {took:?}");
-    }
+    let (dir, report, took) = epoch(&tables, workers);
+    nothing_charged(dir.path(), &report, expected);
+    assert!(took < Duration::from_secs(20), "the epoch took {took:?}");
+}
+
+#[test]
+fn a_job_deaf_to_its_cancel_is_abandoned_in_process_and_the_epoch_ends() {
+    a_job_deaf_to_its_cancel(
+        Workers::InProcess,
+        "did not stop within 3.0 s of its cancel",
+    );
+}
+
+#[test]
+fn a_job_deaf_to_its_cancel_is_abandoned_remotely_and_the_epoch_ends() {
+    a_job_deaf_to_its_cancel(Workers::Remote, "did not end within 3.0 s of its cancel");
 }
