@@ -12,14 +12,14 @@ use std::time::{Duration, Instant};
 
 use anyhow::{Context, Result};
 use protocol::config::TrainingConfig;
-use protocol::dataset::{canonical_row, content_hash, Message as Turn, Role, Row};
+use protocol::dataset::{canonical_row, content_hash, DatasetLimits, Message as Turn, Role, Row};
 use protocol::transport::{Identity, Timeouts};
 use protocol::wire::EvalSetData;
 use ractor::Actor;
 
 use crate::remote::{RemoteArgs, RemoteWorker};
 use crate::schedule::{schedule, JobHooks, WorkerHandle};
-use crate::worker_actor::{Job, JobOutcome};
+use crate::worker_actor::{Job, JobOutcome, ValidatedFile};
 
 /// Options of the benchmark.
 #[derive(Debug, Clone, clap::Args)]
@@ -196,12 +196,25 @@ pub async fn run(args: &ClusterBenchArgs) -> Result<()> {
         let n = 20 + (state >> 33) as usize % 181;
         let rows: Vec<Row> = (id * 1000..id * 1000 + n).map(row).collect();
         let tokens: usize = rows.iter().map(|r| canonical_row(r).len() / 4).sum();
+        let file = Arc::new(ValidatedFile {
+            bytes: rows
+                .iter()
+                .map(|r| serde_json::to_string(r).unwrap_or_default() + "\n")
+                .collect::<String>()
+                .into_bytes(),
+            limits: DatasetLimits {
+                max_rows: usize::MAX,
+                ..DatasetLimits::default()
+            },
+            content_hash: content_hash(&rows.iter().map(canonical_row).collect::<Vec<_>>()),
+        });
         costs.push(tokens as f64 * args.us_per_token as f64 / 1e6);
         jobs.push((
             Job {
                 id: id as u64,
                 uid: id as u16,
                 rows,
+                file,
                 config: TrainingConfig {
                     max_rows: usize::MAX,
                     ..TrainingConfig::default()

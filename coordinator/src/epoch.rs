@@ -27,7 +27,7 @@ use subtensor::{AccountId, Chain, ChainError, Metagraph, Signer};
 use crate::metrics::Metrics;
 use crate::schedule::{schedule, JobHooks, WorkerHandle};
 use crate::state::{CacheKey, PendingWeights, State, StateError};
-use crate::worker_actor::{Job, JobOutcome};
+use crate::worker_actor::{Job, JobOutcome, ValidatedFile};
 
 /// Why an epoch could not run (a miner's problem never is one: it is recorded as its reason).
 #[derive(Debug, thiserror::Error)]
@@ -132,7 +132,7 @@ pub struct Validator {
 /// it is still in the running (commitment, dataset, size in bytes).
 struct Entry {
     line: MinerLine,
-    dataset: Option<(Commitment, Dataset, usize)>,
+    dataset: Option<(Commitment, Dataset, Arc<ValidatedFile>)>,
 }
 
 /// What the sync step read: the epoch, the chain's view and the scores so far.
@@ -336,17 +336,18 @@ impl Validator {
         Ok(selected
             .iter()
             .filter_map(|uid| {
-                let (commitment, dataset, bytes) = entries.get(uid)?.dataset.as_ref()?;
+                let (commitment, dataset, file) = entries.get(uid)?.dataset.as_ref()?;
                 Some((
                     Job {
                         id: self.next_job.fetch_add(1, Ordering::Relaxed),
                         uid: *uid,
                         rows: dataset.rows.clone(),
+                        file: file.clone(),
                         config: self.config.training.clone(),
                         timeout: Duration::from_secs(self.config.coordinator.job_timeout_secs),
                     },
                     self.cache_key(&commitment.revision),
-                    *bytes,
+                    file.bytes.len(),
                 ))
             })
             .collect())
@@ -507,7 +508,7 @@ impl Validator {
         data: &[u8],
         commit_block: u64,
         epoch: u64,
-    ) -> Result<(Commitment, Dataset, usize), String> {
+    ) -> Result<(Commitment, Dataset, Arc<ValidatedFile>), String> {
         let commitment = Commitment::from_bytes(data).map_err(|e| e.to_string())?;
         self.state
             .record_submission(uid, hotkey, &commitment.to_string(), commit_block, epoch)
@@ -523,7 +524,13 @@ impl Validator {
             .await
             .map_err(|e| format!("fetch {}: {e}", commitment.repo))?;
         let dataset = parse_dataset(&bytes, limits).map_err(|e| format!("invalid dataset: {e}"))?;
-        Ok((commitment, dataset, bytes.len()))
+        // Remote workers get these bytes and limits, and read the same rows from them.
+        let file = Arc::new(ValidatedFile {
+            bytes: dataset.used_bytes(&bytes).to_vec(),
+            limits: limits.clone(),
+            content_hash: dataset.content_hash.clone(),
+        });
+        Ok((commitment, dataset, file))
     }
 
     /// Runs jobs on the workers ([`schedule`]): every job is recorded before it is sent and its

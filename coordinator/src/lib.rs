@@ -21,7 +21,7 @@ mod supervisor;
 mod worker_actor;
 
 pub use bench::{run as bench_cluster, ClusterBenchArgs};
-pub use bootstrap::validator_wallet;
+pub use bootstrap::{validator_wallet, DEMO_MINERS};
 pub use commit_reveal::{commit, reveal_due, CommitRevealError, RevealSummary};
 pub use service::run_validator;
 pub use state::{

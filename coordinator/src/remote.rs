@@ -3,21 +3,34 @@
 //! the QUIC connection (reconnecting with backoff), runs one job per stream, sends heartbeats and
 //! presumes the worker dead when they stop; a lost worker answers `Err`, and the scheduler gives
 //! the job to another worker.
+//!
+//! Nothing a worker says is taken on trust beyond what it must be trusted with (computing the
+//! loss): a heartbeat counts only as the echo of a nonce this proxy sent; a result must be
+//! plausible ([`check_report`]); a failure is the miner's only when the worker says the miner's
+//! data caused it; a timeout is one only when this proxy measured it and sent `Cancel`; and a
+//! worker that has not answered within `worker_timeout` of that `Cancel` has its job abandoned
+//! and its connection dropped, heartbeats or not. Whatever a worker writes is stored or logged
+//! cut short and with control characters escaped.
 
+use std::collections::VecDeque;
 use std::net::SocketAddr;
 use std::sync::atomic::{AtomicU64, Ordering};
 use std::sync::{Arc, Mutex};
 use std::time::{Duration, Instant};
 
+use protocol::dataset::{parse_dataset, DatasetLimits};
 use protocol::transport::{self, Identity, Timeouts, SERVER_NAME};
 use protocol::wire::{
-    Cancel, EvalSetData, FailureKind, FrameDecoder, Heartbeat, JobOutcomeWire, JobRequest, Message,
-    ALPN, PROTOCOL_VERSION,
+    bounded, Cancel, EvalSetData, FailureKind, FrameDecoder, Heartbeat, JobOutcomeWire, JobRequest,
+    Message, Sender, ALPN, PROTOCOL_VERSION,
 };
 use ractor::{Actor, ActorProcessingErr, ActorRef};
 use worker::JobReport;
 
-use crate::worker_actor::{unix_now, Job, JobOutcome, WorkerMsg, WorkerStatus};
+use crate::worker_actor::{check_report, unix_now, Job, JobOutcome, WorkerMsg, WorkerStatus};
+
+/// The longest text from a worker that is stored or logged.
+const MAX_WORKER_TEXT: usize = 512;
 
 /// How to reach and judge one remote worker.
 #[derive(Clone)]
@@ -52,6 +65,8 @@ pub struct RemoteState {
     connection: Option<quinn::Connection>,
     /// The connection (by `stable_id`) the eval set was last sent on; workers cache it by hash.
     eval_sent_on: Option<usize>,
+    /// Rows in the eval set, which a worker's report must account for.
+    eval_set_rows: usize,
     status: Arc<Mutex<WorkerStatus>>,
     nonce: AtomicU64,
 }
@@ -72,6 +87,16 @@ impl Actor for RemoteWorker {
         let config =
             transport::client_config(&args.identity, &args.fingerprint, args.timeouts, ALPN)?;
         let endpoint = transport::client_endpoint()?;
+        let eval_limits = DatasetLimits {
+            max_rows: usize::MAX,
+            max_file_bytes: u64::MAX,
+            max_line_bytes: usize::MAX,
+            ..DatasetLimits::default()
+        };
+        let eval_set_rows = parse_dataset(&args.eval.data, &eval_limits)
+            .map_err(|e| format!("remote worker {}: the eval set: {e}", args.id))?
+            .rows
+            .len();
         Ok(RemoteState {
             status: {
                 if let Ok(mut s) = args.status.lock() {
@@ -86,6 +111,7 @@ impl Actor for RemoteWorker {
             config,
             connection: None,
             eval_sent_on: None,
+            eval_set_rows,
             nonce: AtomicU64::new(1),
         })
     }
@@ -136,7 +162,28 @@ impl Actor for RemoteWorker {
     }
 }
 
-fn outcome(wire: JobOutcomeWire, timed_out: bool, limit: Duration) -> Result<JobOutcome, String> {
+/// Text a worker wrote, fit to store and log: control characters escaped, cut short.
+fn clean(text: &str) -> String {
+    let mut escaped = String::new();
+    for c in text.chars().take(MAX_WORKER_TEXT) {
+        if c.is_control() {
+            escaped.extend(c.escape_default());
+        } else {
+            escaped.push(c);
+        }
+    }
+    bounded(&escaped, MAX_WORKER_TEXT)
+}
+
+/// The miner's outcome of a job from the worker's result, or `Err` when the result is the
+/// worker's failure or not believable. `cancelled` says whether this proxy sent `Cancel` after
+/// measuring the job's timeout.
+fn outcome(
+    wire: JobOutcomeWire,
+    job: &Job,
+    eval_set_rows: usize,
+    cancelled: bool,
+) -> Result<JobOutcome, String> {
     match wire {
         JobOutcomeWire::Done {
             eval_loss,
@@ -147,28 +194,60 @@ fn outcome(wire: JobOutcomeWire, timed_out: bool, limit: Duration) -> Result<Job
             eval_rows_skipped,
             seconds,
             ..
-        } => Ok(JobOutcome::Done(JobReport {
-            eval_loss,
-            train_losses: Vec::new(),
-            steps: steps as usize,
-            train_rows: train_rows as usize,
-            train_tokens: train_tokens as usize,
-            eval_rows: eval_rows as usize,
-            eval_rows_skipped: eval_rows_skipped as usize,
-            seconds,
-        })),
+        } => {
+            let size = |n: u64| usize::try_from(n).unwrap_or(usize::MAX);
+            let report = JobReport {
+                eval_loss,
+                train_losses: Vec::new(),
+                steps: size(steps.into()),
+                train_rows: size(train_rows.into()),
+                train_tokens: size(train_tokens),
+                eval_rows: size(eval_rows.into()),
+                eval_rows_skipped: size(eval_rows_skipped.into()),
+                seconds,
+            };
+            check_report(&report, job.rows.len(), &job.config, eval_set_rows)
+                .map_err(|e| format!("implausible result for job {}: {e}", job.id))?;
+            Ok(JobOutcome::Done(report))
+        }
         JobOutcomeWire::Failed { kind, reason } => match kind {
-            FailureKind::InvalidDataset | FailureKind::Engine => Ok(JobOutcome::Failed(reason)),
-            FailureKind::Cancelled | FailureKind::Timeout if timed_out => {
-                Ok(JobOutcome::TimedOut {
-                    limit_secs: limit.as_secs(),
-                })
-            }
-            FailureKind::Timeout => Ok(JobOutcome::TimedOut {
-                limit_secs: limit.as_secs(),
+            FailureKind::MinerData => Ok(JobOutcome::Failed(clean(&reason))),
+            FailureKind::Cancelled if cancelled => Ok(JobOutcome::TimedOut {
+                limit_secs: job.timeout.as_secs(),
             }),
-            FailureKind::Cancelled | FailureKind::Unavailable => Err(reason),
+            FailureKind::Cancelled => Err(format!(
+                "reported job {} cancelled, which the coordinator did not cancel",
+                job.id
+            )),
+            FailureKind::Worker | FailureKind::Unavailable => Err(clean(&reason)),
         },
+    }
+}
+
+/// The heartbeat nonces sent and not yet echoed. Only their echoes count as signs of life.
+#[derive(Debug, Default)]
+struct Outstanding(VecDeque<u64>);
+
+impl Outstanding {
+    /// At most this many are remembered; a worker that far behind is silent anyway.
+    const KEEP: usize = 64;
+
+    fn sent(&mut self, nonce: u64) {
+        if self.0.len() == Self::KEEP {
+            self.0.pop_front();
+        }
+        self.0.push_back(nonce);
+    }
+
+    /// Whether `nonce` was sent and not yet echoed (it and every older nonce are then done).
+    fn echoed(&mut self, nonce: u64) -> bool {
+        match self.0.iter().position(|n| *n == nonce) {
+            Some(at) => {
+                self.0.drain(..=at);
+                true
+            }
+            None => false,
+        }
     }
 }
 
@@ -207,62 +286,60 @@ impl RemoteState {
             tokio::time::sleep(delay).await;
             delay *= 2;
         }
-        Err(format!(
-            "cannot connect to worker {} at {}: {last}",
-            self.args.id, self.args.address
-        ))
+        Err(format!("cannot connect to {}: {last}", self.args.address))
     }
 
     /// Runs a job on the remote worker; `Err` means the worker (not the miner) failed.
     async fn run(&mut self, job: Job) -> Result<JobOutcome, String> {
         let id = self.args.id.clone();
+        let result = self.exchange(&job).await;
+        result.map_err(|e| format!("worker {id}: {}", clean(&e)))
+    }
+
+    async fn exchange(&mut self, job: &Job) -> Result<JobOutcome, String> {
         let connection = self.connect().await?;
-        let (mut send, mut recv) = connection
-            .open_bi()
-            .await
-            .map_err(|e| format!("worker {id}: {e}"))?;
+        let (mut send, mut recv) = connection.open_bi().await.map_err(|e| e.to_string())?;
+        let io = |e: protocol::transport::TransportError| e.to_string();
         // A QUIC stream becomes visible to the peer with its first bytes: open with a heartbeat,
-        // the worker answers with its Hello.
-        transport::send(&mut send, &Message::Heartbeat(Heartbeat { nonce: 0 }))
+        // the worker answers with its Hello (and the echo).
+        let mut outstanding = Outstanding::default();
+        let first = self.nonce.fetch_add(1, Ordering::Relaxed);
+        outstanding.sent(first);
+        transport::send(&mut send, &Message::Heartbeat(Heartbeat { nonce: first }))
             .await
-            .map_err(|e| format!("worker {id}: {e}"))?;
-        let mut decoder = FrameDecoder::new();
+            .map_err(io)?;
+        let mut decoder = FrameDecoder::new(Sender::Worker);
         let hello = tokio::time::timeout(
             self.args.worker_timeout,
             transport::receive(&mut recv, &mut decoder),
         )
         .await
-        .map_err(|_| format!("worker {id}: no Hello"))?
-        .map_err(|e| format!("worker {id}: {e}"))?;
-        let Some(Message::Hello(hello)) = hello else {
-            return Err(format!("worker {id}: expected Hello, got {hello:?}"));
+        .map_err(|_| "no Hello".to_string())?
+        .map_err(io)?;
+        let hello = match hello {
+            Some(Message::Hello(hello)) => hello,
+            Some(other) => return Err(format!("expected Hello, got a {} frame", other.kind())),
+            None => return Err("closed the stream before its Hello".into()),
         };
         if hello.protocol_version != PROTOCOL_VERSION {
             return Err(format!(
-                "worker {id} speaks protocol {}, we speak {PROTOCOL_VERSION}",
+                "speaks protocol {}, we speak {PROTOCOL_VERSION}",
                 hello.protocol_version
             ));
         }
         if let Some(expected) = &self.args.expected_model {
             if hello.model_id.as_deref() != Some(expected.as_str()) {
                 return Err(format!(
-                    "worker {id} has model {:?}, the validator uses {expected}",
-                    hello.model_id
+                    "has model {}, the validator uses {expected}",
+                    hello.model_id.as_deref().map_or("(none)".into(), clean)
                 ));
             }
         }
         if let Ok(mut s) = self.status.lock() {
             s.connected = true;
-            s.devices = hello.devices.iter().map(|d| d.name.clone()).collect();
+            s.devices = hello.devices.iter().map(|d| clean(&d.name)).collect();
             s.last_heartbeat = Some(unix_now());
         }
-        let dataset: String = job
-            .rows
-            .iter()
-            .filter_map(|r| serde_json::to_string(r).ok())
-            .map(|l| l + "\n")
-            .collect();
-        let io = |e: protocol::transport::TransportError| format!("worker {id}: {e}");
         if self.eval_sent_on != Some(connection.stable_id()) {
             transport::send(&mut send, &Message::EvalSet((*self.args.eval).clone()))
                 .await
@@ -273,7 +350,9 @@ impl RemoteState {
             &mut send,
             &Message::Job(JobRequest {
                 job_id: job.id,
-                dataset: dataset.into_bytes(),
+                dataset: job.file.bytes.clone(),
+                dataset_hash: job.file.content_hash.clone(),
+                limits: job.file.limits.clone(),
                 config: job.config.clone(),
                 eval_set_hash: self.args.eval.hash.clone(),
             }),
@@ -283,39 +362,158 @@ impl RemoteState {
 
         let started = Instant::now();
         let mut last_seen = Instant::now();
-        let mut timed_out = false;
+        let mut cancelled_at: Option<Instant> = None;
         let mut tick = tokio::time::interval(self.args.heartbeat);
         loop {
             tokio::select! {
                 message = transport::receive(&mut recv, &mut decoder) => match message.map_err(io)? {
                     Some(Message::Result(r)) if r.job_id == job.id => {
                         let _ = send.finish();
-                        return outcome(r.outcome, timed_out, job.timeout);
+                        return outcome(r.outcome, job, self.eval_set_rows, cancelled_at.is_some());
                     }
                     Some(Message::Progress(p)) if p.job_id == job.id => {
                         last_seen = Instant::now();
                         self.beat();
-                        tracing::debug!(worker = %id, job = job.id, step = p.step, of = p.total_steps, loss = p.loss, "progress");
+                        tracing::debug!(worker = %self.args.id, job = job.id, step = p.step, of = p.total_steps, loss = p.loss, "progress");
                     }
-                    Some(Message::Heartbeat(_)) => {
+                    Some(Message::Heartbeat(h)) => {
+                        if !outstanding.echoed(h.nonce) {
+                            return Err(format!("echoed heartbeat nonce {}, which was not sent or was already echoed", h.nonce));
+                        }
                         last_seen = Instant::now();
                         self.beat();
                     }
-                    Some(other) => return Err(format!("worker {id}: unexpected {other:?}")),
-                    None => return Err(format!("worker {id} closed the stream during job {}", job.id)),
+                    Some(Message::Result(r)) => return Err(format!("sent a Result for job {} during job {}", r.job_id, job.id)),
+                    Some(Message::Progress(p)) => return Err(format!("sent Progress for job {} during job {}", p.job_id, job.id)),
+                    Some(other) => return Err(format!("sent an unexpected {} frame during job {}", other.kind(), job.id)),
+                    None => return Err(format!("closed the stream during job {}", job.id)),
                 },
                 _ = tick.tick() => {
                     if last_seen.elapsed() > self.args.worker_timeout {
-                        return Err(format!("worker {id}: no heartbeat for {:.1} s", last_seen.elapsed().as_secs_f64()));
+                        return Err(format!("no heartbeat for {:.1} s", last_seen.elapsed().as_secs_f64()));
                     }
-                    if !timed_out && started.elapsed() > job.timeout {
-                        timed_out = true;
-                        transport::send(&mut send, &Message::Cancel(Cancel { job_id: job.id })).await.map_err(io)?;
+                    match cancelled_at {
+                        None if started.elapsed() > job.timeout => {
+                            cancelled_at = Some(Instant::now());
+                            transport::send(&mut send, &Message::Cancel(Cancel { job_id: job.id })).await.map_err(io)?;
+                        }
+                        Some(at) if at.elapsed() > self.args.worker_timeout => {
+                            return Err(format!(
+                                "job {} did not end within {:.1} s of its cancel (sent {:.0} s after the job, its timeout); abandoned",
+                                job.id,
+                                self.args.worker_timeout.as_secs_f64(),
+                                job.timeout.as_secs_f64()
+                            ));
+                        }
+                        _ => {}
                     }
                     let nonce = self.nonce.fetch_add(1, Ordering::Relaxed);
+                    outstanding.sent(nonce);
                     transport::send(&mut send, &Message::Heartbeat(Heartbeat { nonce })).await.map_err(io)?;
                 }
             }
         }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::worker_actor::ValidatedFile;
+    use protocol::config::TrainingConfig;
+
+    fn job() -> Job {
+        Job {
+            id: 5,
+            uid: 1,
+            rows: Vec::new(),
+            file: Arc::new(ValidatedFile {
+                bytes: Vec::new(),
+                limits: DatasetLimits::default(),
+                content_hash: String::new(),
+            }),
+            config: TrainingConfig {
+                epochs: 0,
+                ..TrainingConfig::default()
+            },
+            timeout: Duration::from_secs(60),
+        }
+    }
+
+    fn done(eval_loss: f64) -> JobOutcomeWire {
+        JobOutcomeWire::Done {
+            eval_loss,
+            steps: 0,
+            train_rows: 0,
+            train_tokens: 0,
+            eval_rows: 3,
+            eval_rows_skipped: 0,
+            seconds: 0.1,
+            peak_memory_bytes: 0,
+        }
+    }
+
+    #[test]
+    fn only_the_miners_data_and_a_measured_timeout_reach_the_miner() {
+        let failed = |kind| JobOutcomeWire::failed(kind, "why");
+        assert_eq!(
+            outcome(failed(FailureKind::MinerData), &job(), 3, false),
+            Ok(JobOutcome::Failed("why".into()))
+        );
+        assert_eq!(
+            outcome(failed(FailureKind::Cancelled), &job(), 3, true),
+            Ok(JobOutcome::TimedOut { limit_secs: 60 })
+        );
+        assert!(outcome(failed(FailureKind::Cancelled), &job(), 3, false).is_err());
+        assert!(outcome(failed(FailureKind::Worker), &job(), 3, false).is_err());
+        assert!(outcome(failed(FailureKind::Unavailable), &job(), 3, true).is_err());
+        assert!(matches!(
+            outcome(done(1.5), &job(), 3, false),
+            Ok(JobOutcome::Done(_))
+        ));
+        for bad in [-5.0, f64::NAN, f64::NEG_INFINITY] {
+            let e = outcome(done(bad), &job(), 3, false).expect_err("refused");
+            assert!(e.contains("implausible"), "{e}");
+        }
+    }
+
+    #[test]
+    fn worker_text_is_escaped_and_cut_short() {
+        let reason = format!("\u{1b}[2J{}", "x".repeat(5000));
+        let JobOutcome::Failed(stored) = outcome(
+            JobOutcomeWire::Failed {
+                kind: FailureKind::MinerData,
+                reason,
+            },
+            &job(),
+            3,
+            false,
+        )
+        .expect("the miner's") else {
+            panic!("not a failure")
+        };
+        assert!(
+            !stored.contains('\u{1b}') && stored.starts_with("\\u{1b}[2J"),
+            "{stored:.40}"
+        );
+        assert!(stored.len() <= MAX_WORKER_TEXT, "{}", stored.len());
+    }
+
+    #[test]
+    fn only_echoes_of_sent_nonces_count() {
+        let mut o = Outstanding::default();
+        for n in 1..=3 {
+            o.sent(n);
+        }
+        assert!(!o.echoed(7), "never sent");
+        assert!(o.echoed(2));
+        assert!(!o.echoed(1), "older than an echoed one");
+        assert!(!o.echoed(2), "echoed twice");
+        assert!(o.echoed(3));
+        for n in 0..1000 {
+            o.sent(n);
+        }
+        assert!(!o.echoed(0), "forgotten");
+        assert!(o.echoed(999));
     }
 }

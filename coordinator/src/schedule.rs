@@ -268,6 +268,11 @@ mod tests {
             id,
             uid: id as u16,
             rows: vec![],
+            file: Arc::new(crate::worker_actor::ValidatedFile {
+                bytes: Vec::new(),
+                limits: protocol::dataset::DatasetLimits::default(),
+                content_hash: String::new(),
+            }),
             config: protocol::config::TrainingConfig::default(),
             timeout: Duration::from_secs(60),
         }

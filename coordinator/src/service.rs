@@ -61,6 +61,7 @@ pub async fn run_validator(
             model_dir: model_dir.clone(),
             eval: eval.clone(),
             status: status.clone(),
+            cancel_grace: Duration::from_millis(config.cluster.worker_timeout_ms),
         };
         let name = format!("{}#{i}", w.device);
         let (actor, _) = Actor::spawn(None, WorkerActor, args)

@@ -183,7 +183,7 @@ mod tests {
             worker_timeout: Duration::from_secs(1),
             eval: Arc::new(EvalSetData {
                 hash: String::new(),
-                data: Vec::new(),
+                data: br#"{"conversations":[{"role":"user","content":"a"},{"role":"assistant","content":"b"}]}"#.to_vec(),
             }),
             expected_model: None,
             status: Arc::new(Mutex::new(WorkerStatus::default())),

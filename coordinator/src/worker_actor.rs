@@ -1,6 +1,11 @@
 //! In-process workers: one ractor actor per device, each driving a [`DeviceRunner`] (the engine on
 //! its own OS thread, since training blocks for minutes). The message enum is the worker API that
 //! remote proxies ([`crate::remote::RemoteWorker`]) speak too.
+//!
+//! Both kinds apply the same rules to what a job returns: a failure is the miner's only when the
+//! miner's data caused it ([`JobFailure`]); a report must be plausible ([`check_report`]); a
+//! timeout counts only when this coordinator measured it; and a job that has not stopped within a
+//! grace period after it was cancelled is abandoned as the worker's failure.
 
 use std::path::PathBuf;
 use std::sync::atomic::{AtomicBool, Ordering};
@@ -8,11 +13,23 @@ use std::sync::{Arc, Mutex};
 use std::time::Duration;
 
 use protocol::config::TrainingConfig;
-use protocol::dataset::Row;
+use protocol::dataset::{DatasetLimits, Row};
 use ractor::{Actor, ActorProcessingErr, ActorRef, RpcReplyPort};
 use serde::{Deserialize, Serialize};
-use worker::runner::{DeviceRunner, EvalRows};
-use worker::{Device, EngineError, JobReport};
+use worker::runner::{DeviceRunner, EvalRows, JobFailure};
+use worker::{Device, JobReport};
+
+/// A miner's `data.jsonl` as the validator read it: what a remote worker parses again, with the
+/// same limits, and must find the same rows in.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct ValidatedFile {
+    /// The file through its last used row (`Dataset::used_bytes`).
+    pub bytes: Vec<u8>,
+    /// The `[dataset]` limits it was read with.
+    pub limits: DatasetLimits,
+    /// The content hash of its rows.
+    pub content_hash: String,
+}
 
 /// One miner's training job.
 #[derive(Debug, Clone)]
@@ -23,10 +40,69 @@ pub struct Job {
     pub uid: u16,
     /// The miner's validated rows.
     pub rows: Vec<Row>,
+    /// The file those rows were read from, for remote workers.
+    pub file: Arc<ValidatedFile>,
     /// How to train.
     pub config: TrainingConfig,
     /// Wall-clock limit; the job is cancelled at the next optimizer step after it.
     pub timeout: Duration,
+}
+
+/// Checks that `report` is a result a worker could honestly have produced for a job of `rows`
+/// rows trained with `config` on an eval set of `eval_set_rows` rows; `Err` says what is wrong
+/// (a worker failure, never cached).
+///
+/// - the eval loss is a cross-entropy: finite and ≥ 0;
+/// - `train_rows` = min(rows, max_rows), and `steps` = epochs · ⌈⌈train_rows / micro_batch⌉ /
+///   grad_accum⌉;
+/// - train_rows ≤ `train_tokens` ≤ train_rows · max_seq_len;
+/// - `eval_rows` + `eval_rows_skipped` = the eval set's rows, with `eval_rows` ≥ 1;
+/// - `seconds` is finite and ≥ 0.
+pub fn check_report(
+    report: &JobReport,
+    rows: usize,
+    config: &TrainingConfig,
+    eval_set_rows: usize,
+) -> Result<(), String> {
+    let loss = report.eval_loss;
+    if !loss.is_finite() || loss < 0.0 {
+        return Err(format!(
+            "eval loss {loss} is not a finite, non-negative number"
+        ));
+    }
+    let train_rows = rows.min(config.max_rows);
+    if report.train_rows != train_rows {
+        return Err(format!(
+            "reported {} training rows; the job has {train_rows}",
+            report.train_rows
+        ));
+    }
+    let steps = worker::train::steps_per_epoch(train_rows, config).saturating_mul(config.epochs);
+    if report.steps != steps {
+        return Err(format!(
+            "reported {} optimizer steps; the job takes {steps}",
+            report.steps
+        ));
+    }
+    let most_tokens = train_rows.saturating_mul(config.max_seq_len);
+    if report.train_tokens < train_rows || report.train_tokens > most_tokens {
+        return Err(format!(
+            "reported {} training tokens; {train_rows} rows of at most {} tokens hold {train_rows} to {most_tokens}",
+            report.train_tokens, config.max_seq_len
+        ));
+    }
+    if report.eval_rows == 0
+        || report.eval_rows.checked_add(report.eval_rows_skipped) != Some(eval_set_rows)
+    {
+        return Err(format!(
+            "reported {} eval rows and {} skipped; the eval set has {eval_set_rows}",
+            report.eval_rows, report.eval_rows_skipped
+        ));
+    }
+    if !report.seconds.is_finite() || report.seconds < 0.0 {
+        return Err(format!("reported {} seconds", report.seconds));
+    }
+    Ok(())
 }
 
 /// How a job ended, as far as the miner is concerned (stored in the loss cache).
@@ -92,6 +168,8 @@ pub struct WorkerArgs {
     pub eval: EvalRows,
     /// Where the worker publishes its status (shared with its [`crate::schedule::WorkerHandle`]).
     pub status: Arc<Mutex<WorkerStatus>>,
+    /// How long a cancelled job may take to stop before it is abandoned.
+    pub cancel_grace: Duration,
 }
 
 /// The in-process worker's state.
@@ -99,10 +177,81 @@ pub struct WorkerState {
     runner: DeviceRunner,
     eval: EvalRows,
     status: Arc<Mutex<WorkerStatus>>,
+    cancel_grace: Duration,
 }
 
 /// An in-process worker actor.
 pub struct WorkerActor;
+
+impl WorkerState {
+    /// Runs a job on the device: `Ok` is the miner's outcome, `Err` the worker's failure.
+    async fn run(&mut self, job: Job) -> Result<JobOutcome, String> {
+        let name = self.runner.name.clone();
+        if !self.runner.is_alive() {
+            // The device thread died (a panic): load the model on a fresh one.
+            tracing::warn!(worker = %name, "restarting the device");
+            let old = self.runner.clone();
+            self.runner = tokio::task::spawn_blocking(move || old.restart())
+                .await
+                .map_err(|e| format!("worker {name}: restarting the device: {e}"))?
+                .map_err(|e| format!("worker {name}: restarting the device: {e}"))?;
+        }
+        if self.runner.is_busy() {
+            return Err(format!(
+                "worker {name}: the device is still busy with an abandoned job"
+            ));
+        }
+        let (id, uid, timeout) = (job.id, job.uid, job.timeout);
+        let cancel = Arc::new(AtomicBool::new(false));
+        let progress = Box::new(move |p: worker::JobProgress| {
+            tracing::debug!(
+                job = id,
+                uid,
+                step = p.step,
+                of = p.total_steps,
+                loss = p.loss,
+                "step"
+            );
+        });
+        let (rows, config) = (job.rows.len(), job.config.clone());
+        let run = self.runner.run(
+            job.rows,
+            job.config,
+            self.eval.clone(),
+            cancel.clone(),
+            progress,
+        );
+        tokio::pin!(run);
+        let (result, timed_out) = match tokio::time::timeout(timeout, &mut run).await {
+            Ok(result) => (result, false),
+            Err(_) => {
+                cancel.store(true, Ordering::Relaxed);
+                match tokio::time::timeout(self.cancel_grace, &mut run).await {
+                    Ok(result) => (result, true),
+                    Err(_) => {
+                        return Err(format!(
+                            "worker {name}: job {id} did not stop within {:.1} s of its cancel; abandoned",
+                            self.cancel_grace.as_secs_f64()
+                        ))
+                    }
+                }
+            }
+        };
+        match result {
+            Ok(report) => check_report(&report, rows, &config, self.eval.rows.len())
+                .map(|()| JobOutcome::Done(report))
+                .map_err(|e| format!("worker {name}: {e}")),
+            Err(JobFailure::MinerData(reason)) => Ok(JobOutcome::Failed(reason)),
+            Err(JobFailure::Cancelled) if timed_out => Ok(JobOutcome::TimedOut {
+                limit_secs: timeout.as_secs(),
+            }),
+            Err(JobFailure::Cancelled) => Err(format!(
+                "worker {name}: job {id} was cancelled, but not by the coordinator"
+            )),
+            Err(JobFailure::Worker(reason)) => Err(format!("worker {name}: {reason}")),
+        }
+    }
+}
 
 impl Actor for WorkerActor {
     type Msg = WorkerMsg;
@@ -132,6 +281,7 @@ impl Actor for WorkerActor {
             },
             runner,
             eval: args.eval,
+            cancel_grace: args.cancel_grace,
         })
     }
 
@@ -150,48 +300,135 @@ impl Actor for WorkerActor {
                 if let Ok(mut s) = state.status.lock() {
                     s.current = Some((job.id, job.uid));
                 }
-                let (id, uid, timeout) = (job.id, job.uid, job.timeout);
-                let cancel = Arc::new(AtomicBool::new(false));
-                let progress = Box::new(move |p: worker::JobProgress| {
-                    tracing::debug!(
-                        job = id,
-                        uid,
-                        step = p.step,
-                        of = p.total_steps,
-                        loss = p.loss,
-                        "step"
-                    );
-                });
-                let run = state.runner.run(
-                    job.rows,
-                    job.config,
-                    state.eval.clone(),
-                    cancel.clone(),
-                    progress,
-                );
-                tokio::pin!(run);
-                let result = match tokio::time::timeout(timeout, &mut run).await {
-                    Ok(result) => result,
-                    Err(_) => {
-                        cancel.store(true, Ordering::Relaxed);
-                        run.await
-                    }
-                };
-                let outcome = match result {
-                    Ok(report) => Ok(JobOutcome::Done(report)),
-                    Err(EngineError::Cancelled) => Ok(JobOutcome::TimedOut {
-                        limit_secs: timeout.as_secs(),
-                    }),
-                    Err(e @ EngineError::Device(_)) => Err(e.to_string()),
-                    Err(e) => Ok(JobOutcome::Failed(e.to_string())),
-                };
+                let outcome = state.run(job).await;
                 if let Ok(mut s) = state.status.lock() {
                     s.current = None;
-                    s.jobs_done += 1;
+                    s.jobs_done += u64::from(outcome.is_ok());
                 }
                 let _ = reply.send(outcome);
             }
         }
         Ok(())
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn config() -> TrainingConfig {
+        TrainingConfig {
+            micro_batch: 2,
+            grad_accum: 2,
+            epochs: 3,
+            max_seq_len: 64,
+            max_rows: 10,
+            ..TrainingConfig::default()
+        }
+    }
+
+    /// What an honest worker reports for 25 rows (10 used) and an eval set of 30 rows.
+    fn honest() -> JobReport {
+        JobReport {
+            eval_loss: 2.5,
+            train_losses: vec![],
+            steps: 9, // 3 epochs × ⌈⌈10 / 2⌉ / 2⌉
+            train_rows: 10,
+            train_tokens: 300,
+            eval_rows: 28,
+            eval_rows_skipped: 2,
+            seconds: 1.5,
+        }
+    }
+
+    #[test]
+    fn an_honest_report_passes() {
+        assert_eq!(check_report(&honest(), 25, &config(), 30), Ok(()));
+        let zero = JobReport {
+            eval_loss: 0.0,
+            ..honest()
+        };
+        assert_eq!(check_report(&zero, 25, &config(), 30), Ok(()));
+    }
+
+    #[test]
+    fn impossible_reports_are_refused_with_the_reason() {
+        let cases: Vec<(JobReport, &str)> = vec![
+            (
+                JobReport {
+                    eval_loss: -5.0,
+                    ..honest()
+                },
+                "eval loss -5",
+            ),
+            (
+                JobReport {
+                    eval_loss: f64::NAN,
+                    ..honest()
+                },
+                "eval loss NaN",
+            ),
+            (
+                JobReport {
+                    eval_loss: f64::INFINITY,
+                    ..honest()
+                },
+                "eval loss inf",
+            ),
+            (
+                JobReport {
+                    train_rows: 25,
+                    ..honest()
+                },
+                "25 training rows",
+            ),
+            (
+                JobReport {
+                    steps: 1,
+                    ..honest()
+                },
+                "1 optimizer steps",
+            ),
+            (
+                JobReport {
+                    train_tokens: 641,
+                    ..honest()
+                },
+                "641 training tokens",
+            ),
+            (
+                JobReport {
+                    train_tokens: 0,
+                    ..honest()
+                },
+                "0 training tokens",
+            ),
+            (
+                JobReport {
+                    eval_rows: 0,
+                    eval_rows_skipped: 30,
+                    ..honest()
+                },
+                "0 eval rows",
+            ),
+            (
+                JobReport {
+                    eval_rows: 30,
+                    ..honest()
+                },
+                "30 eval rows",
+            ),
+            (
+                JobReport {
+                    seconds: f64::NAN,
+                    ..honest()
+                },
+                "NaN seconds",
+            ),
+        ];
+        for (report, expected) in cases {
+            let e = check_report(&report, 25, &config(), 30).expect_err(expected);
+            assert!(e.contains(expected), "{e} (expected {expected:?})");
+        }
     }
 }

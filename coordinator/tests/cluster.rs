@@ -277,7 +277,7 @@ async fn garbage_and_oversized_frames_close_the_connection_but_not_the_worker() 
         let (mut send, mut recv) = conn.open_bi().await.expect("stream");
         send.write_all(&bad).await.expect("write");
         // The worker may greet first, but it closes the connection on the bad frame.
-        let mut decoder = FrameDecoder::new();
+        let mut decoder = FrameDecoder::new(protocol::wire::Sender::Worker);
         let _ = transport::receive(&mut recv, &mut decoder).await;
         let closed = tokio::time::timeout(Duration::from_secs(5), conn.closed()).await;
         assert!(
@@ -298,7 +298,7 @@ async fn garbage_and_oversized_frames_close_the_connection_but_not_the_worker() 
     )
     .await
     .expect("heartbeat");
-    let mut decoder = FrameDecoder::new();
+    let mut decoder = FrameDecoder::new(protocol::wire::Sender::Worker);
     let hello = transport::receive(&mut recv, &mut decoder)
         .await
         .expect("hello");

@@ -181,6 +181,24 @@ pub struct Dataset {
     pub content_hash: String,
 }
 
+impl Dataset {
+    /// The part of `file` (the bytes this dataset was parsed from) that holds its rows: every
+    /// byte through the end of the last used row's line. Parsing it again with the same limits
+    /// gives the same rows: it is no larger than the file and its lines are the file's.
+    pub fn used_bytes<'a>(&self, file: &'a [u8]) -> &'a [u8] {
+        let Some(&last) = self.lines.last() else {
+            return &file[..0];
+        };
+        let end = file
+            .iter()
+            .enumerate()
+            .filter(|(_, b)| **b == b'\n')
+            .nth(last - 1)
+            .map_or(file.len(), |(at, _)| at + 1);
+        &file[..end]
+    }
+}
+
 /// The UTF-8 byte-order mark some editors put at the start of a file.
 const UTF8_BOM: &[u8] = b"\xEF\xBB\xBF";
 
@@ -506,6 +524,43 @@ pub fn row_overlap(a: &[String], b: &[String]) -> usize {
     let large: HashSet<&str> = large.iter().map(String::as_str).collect();
     let small: HashSet<&str> = small.iter().map(String::as_str).collect();
     small.iter().filter(|r| large.contains(*r)).count()
+}
+
+#[cfg(test)]
+mod used_bytes_tests {
+    use super::*;
+
+    #[test]
+    fn the_used_bytes_parse_to_the_same_rows_with_the_same_limits() {
+        let row = |s: &str| {
+            format!(
+                r#"{{"conversations":[{{"role":"user","content":"{s}"}},{{"role":"assistant","content":"ok"}}]}}"#
+            )
+        };
+        let file = format!(
+            "{}{}\r\n\n{}\n{}\n  \n{}",
+            '\u{feff}',
+            row("a"),
+            row("b"),
+            row("c"),
+            row("d")
+        );
+        for max_rows in 1..=5 {
+            let limits = DatasetLimits {
+                max_rows,
+                ..DatasetLimits::default()
+            };
+            let full = parse_dataset(file.as_bytes(), &limits).expect("valid");
+            let used = full.used_bytes(file.as_bytes());
+            let again = parse_dataset(used, &limits).expect("valid again");
+            assert_eq!(again, full, "max_rows {max_rows}");
+            if max_rows < 4 {
+                assert!(used.len() < file.len() && used.ends_with(b"\n"));
+            } else {
+                assert_eq!(used, file.as_bytes());
+            }
+        }
+    }
 }
 
 #[cfg(test)]

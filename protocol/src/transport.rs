@@ -5,6 +5,12 @@
 //!
 //! One crypto provider (ring) is passed explicitly everywhere, so nothing depends on a
 //! process-wide default.
+//!
+//! Flow control is set to what the protocol needs, not quinn's defaults (100 + 100 peer-opened
+//! streams of 1.25 MB each): a worker never opens a stream, so the coordinator grants none and
+//! reads small frames through a 64 KiB window; a worker accepts [`WORKER_MAX_STREAMS`]
+//! coordinator streams with a window sized for dataset uploads. No unidirectional streams and no
+//! datagrams either way.
 
 use std::net::SocketAddr;
 use std::path::Path;
@@ -19,6 +25,20 @@ use rustls::{DigitallySignedStruct, DistinguishedName, SignatureScheme};
 use sha2::{Digest, Sha256};
 
 use crate::wire::{FrameDecoder, Message, ALPN};
+
+/// Streams a coordinator may have open to one worker at once: one job at a time, with room for
+/// streams still being torn down.
+pub const WORKER_MAX_STREAMS: u32 = 4;
+/// Per-stream receive window of a worker: what a coordinator may send ahead (datasets).
+pub const WORKER_STREAM_WINDOW: u32 = 8 << 20;
+/// Per-connection receive window of a worker.
+pub const WORKER_CONNECTION_WINDOW: u32 = 2 * WORKER_STREAM_WINDOW;
+/// Per-stream receive window of a coordinator: a worker only sends small frames.
+pub const COORDINATOR_STREAM_WINDOW: u32 = 64 << 10;
+/// Per-connection receive window of a coordinator.
+pub const COORDINATOR_CONNECTION_WINDOW: u32 = 4 * COORDINATOR_STREAM_WINDOW;
+/// The most bytes one `receive` takes from the stream at a time.
+const READ_CHUNK: usize = 1 << 20;
 
 /// The name a worker's certificate is issued for (pinning, not names, authenticates peers).
 pub const SERVER_NAME: &str = "murmuration-worker";
@@ -76,19 +96,15 @@ impl Identity {
         fingerprint(&self.cert)
     }
 
-    /// Writes `<dir>/<name>.cert.der` and `<dir>/<name>.key.der` (the key readable by the owner only).
+    /// Writes `<dir>/<name>.key.der` and `<dir>/<name>.cert.der`. The key file is created new
+    /// with mode 0600 in one step (never readable by others, not even for a moment) and an
+    /// existing key, or anything else at its path, is never overwritten.
     pub fn save(&self, dir: &Path, name: &str) -> Result<(), TransportError> {
         std::fs::create_dir_all(dir).map_err(|e| err(dir.display())(&e))?;
         let cert = dir.join(format!("{name}.cert.der"));
         let key = dir.join(format!("{name}.key.der"));
+        write_new_private(&key, &self.key)?;
         std::fs::write(&cert, self.cert.as_ref()).map_err(|e| err(cert.display())(&e))?;
-        std::fs::write(&key, &self.key).map_err(|e| err(key.display())(&e))?;
-        #[cfg(unix)]
-        {
-            use std::os::unix::fs::PermissionsExt;
-            std::fs::set_permissions(&key, std::fs::Permissions::from_mode(0o600))
-                .map_err(|e| err(key.display())(&e))?;
-        }
         Ok(())
     }
 
@@ -107,6 +123,32 @@ impl Identity {
     }
 }
 
+/// Creates `path` (which must not exist) readable and writable by the owner only, and writes
+/// `bytes` to it.
+fn write_new_private(path: &Path, bytes: &[u8]) -> Result<(), TransportError> {
+    use std::io::Write as _;
+    let mut options = std::fs::OpenOptions::new();
+    options.write(true).create_new(true);
+    #[cfg(unix)]
+    {
+        use std::os::unix::fs::OpenOptionsExt;
+        options.mode(0o600);
+    }
+    let mut file = options.open(path).map_err(|e| {
+        if e.kind() == std::io::ErrorKind::AlreadyExists {
+            TransportError(format!(
+                "{} exists: refusing to overwrite a key",
+                path.display()
+            ))
+        } else {
+            err(path.display())(&e)
+        }
+    })?;
+    file.write_all(bytes)
+        .and_then(|_| file.sync_all())
+        .map_err(|e| err(path.display())(&e))
+}
+
 /// Keep-alive and idle timeout of every connection.
 #[derive(Debug, Clone, Copy)]
 pub struct Timeouts {
@@ -120,8 +162,20 @@ fn provider() -> Arc<CryptoProvider> {
     Arc::new(rustls::crypto::ring::default_provider())
 }
 
-fn transport(t: Timeouts) -> Result<Arc<quinn::TransportConfig>, TransportError> {
+/// The transport settings of a worker (`worker = true`) or a coordinator connection.
+fn transport(t: Timeouts, worker: bool) -> Result<Arc<quinn::TransportConfig>, TransportError> {
     let mut config = quinn::TransportConfig::default();
+    config.max_concurrent_uni_streams(quinn::VarInt::from_u32(0));
+    config.datagram_receive_buffer_size(None);
+    if worker {
+        config.max_concurrent_bidi_streams(quinn::VarInt::from_u32(WORKER_MAX_STREAMS));
+        config.stream_receive_window(quinn::VarInt::from_u32(WORKER_STREAM_WINDOW));
+        config.receive_window(quinn::VarInt::from_u32(WORKER_CONNECTION_WINDOW));
+    } else {
+        config.max_concurrent_bidi_streams(quinn::VarInt::from_u32(0));
+        config.stream_receive_window(quinn::VarInt::from_u32(COORDINATOR_STREAM_WINDOW));
+        config.receive_window(quinn::VarInt::from_u32(COORDINATOR_CONNECTION_WINDOW));
+    }
     config.keep_alive_interval(Some(t.keep_alive));
     config.max_idle_timeout(Some(
         quinn::IdleTimeout::try_from(t.idle)
@@ -263,7 +317,7 @@ pub fn server_endpoint(
     let crypto = quinn::crypto::rustls::QuicServerConfig::try_from(tls)
         .map_err(|e| TransportError(format!("QUIC TLS: {e}")))?;
     let mut config = quinn::ServerConfig::with_crypto(Arc::new(crypto));
-    config.transport_config(transport(timeouts)?);
+    config.transport_config(transport(timeouts, true)?);
     quinn::Endpoint::server(config, listen)
         .map_err(|e| TransportError(format!("listening on {listen}: {e}")))
 }
@@ -292,7 +346,7 @@ pub fn client_config(
     let crypto = quinn::crypto::rustls::QuicClientConfig::try_from(tls)
         .map_err(|e| TransportError(format!("QUIC TLS: {e}")))?;
     let mut config = quinn::ClientConfig::new(Arc::new(crypto));
-    config.transport_config(transport(timeouts)?);
+    config.transport_config(transport(timeouts, false)?);
     Ok(config)
 }
 
@@ -313,13 +367,16 @@ pub async fn send(stream: &mut quinn::SendStream, message: &Message) -> Result<(
         .map_err(|e| TransportError(format!("send: {e}")))
 }
 
-/// Reads the next message; `Ok(None)` when the peer finished the stream. A frame over its cap,
-/// garbage or trailing bytes is an error (close the connection).
+/// Reads the next message; `Ok(None)` when the peer finished the stream between frames. A frame
+/// over its cap, of a type the peer never sends, garbage, trailing bytes or a stream that ends
+/// inside a frame is an error (close the connection).
+///
+/// Takes the chunks quinn already holds (no buffer is allocated or zeroed per call); cancel-safe
+/// in `select!`, since what was read stays in `decoder`.
 pub async fn receive(
     stream: &mut quinn::RecvStream,
     decoder: &mut FrameDecoder,
 ) -> Result<Option<Message>, TransportError> {
-    let mut buf = vec![0u8; 64 * 1024];
     loop {
         if let Some(message) = decoder
             .next_message()
@@ -328,11 +385,17 @@ pub async fn receive(
             return Ok(Some(message));
         }
         match stream
-            .read(&mut buf)
+            .read_chunk(READ_CHUNK, true)
             .await
             .map_err(|e| TransportError(format!("receive: {e}")))?
         {
-            Some(n) => decoder.extend(&buf[..n]),
+            Some(chunk) => decoder.extend(&chunk.bytes),
+            None if decoder.buffered() > 0 => {
+                return Err(TransportError(format!(
+                    "the stream ended inside a frame ({} byte(s) left)",
+                    decoder.buffered()
+                )))
+            }
             None => return Ok(None),
         }
     }
@@ -341,7 +404,7 @@ pub async fn receive(
 #[cfg(test)]
 mod tests {
     use super::*;
-    use crate::wire::{Heartbeat, ALPN};
+    use crate::wire::{Heartbeat, Sender, ALPN};
 
     fn timeouts() -> Timeouts {
         Timeouts {
@@ -366,7 +429,7 @@ mod tests {
                 tokio::spawn(async move {
                     let Ok(conn) = incoming.await else { return };
                     while let Ok((mut send_s, mut recv_s)) = conn.accept_bi().await {
-                        let mut decoder = FrameDecoder::new();
+                        let mut decoder = FrameDecoder::new(Sender::Coordinator);
                         while let Ok(Some(m)) = receive(&mut recv_s, &mut decoder).await {
                             let _ = super::send(&mut send_s, &m).await;
                         }
@@ -392,7 +455,7 @@ mod tests {
         super::send(&mut s, &Message::Heartbeat(Heartbeat { nonce: 42 }))
             .await
             .map_err(|e| e.to_string())?;
-        let mut decoder = FrameDecoder::new();
+        let mut decoder = FrameDecoder::new(Sender::Worker);
         receive(&mut r, &mut decoder)
             .await
             .map_err(|e| e.to_string())?
@@ -438,15 +501,116 @@ mod tests {
         assert!(ping(&client, old, addr).await.is_err());
     }
 
+    #[tokio::test]
+    async fn a_worker_can_open_no_stream_and_a_coordinator_only_a_few() {
+        let coordinator = Identity::generate("c").expect("identity");
+        let worker = Identity::generate("w").expect("identity");
+        let server = server_endpoint(
+            &worker,
+            "127.0.0.1:0".parse().expect("addr"),
+            vec![coordinator.fingerprint()],
+            timeouts(),
+        )
+        .expect("server");
+        let addr = server.local_addr().expect("addr");
+        let accepted = tokio::spawn(async move {
+            let conn = server
+                .accept()
+                .await
+                .expect("incoming")
+                .await
+                .expect("conn");
+            (server, conn)
+        });
+        let client = client_endpoint().expect("client");
+        let cfg =
+            client_config(&coordinator, &worker.fingerprint(), timeouts(), ALPN).expect("config");
+        let conn = client
+            .connect_with(cfg, addr, SERVER_NAME)
+            .expect("connect")
+            .await
+            .expect("handshake");
+        let (_server, worker_side) = accepted.await.expect("accept");
+        let wait = Duration::from_millis(500);
+        // The coordinator grants a worker no stream of either kind: nothing it sends unasked can
+        // pile up in the coordinator's memory.
+        assert!(
+            tokio::time::timeout(wait, worker_side.open_uni())
+                .await
+                .is_err(),
+            "a worker opened a unidirectional stream"
+        );
+        assert!(
+            tokio::time::timeout(wait, worker_side.open_bi())
+                .await
+                .is_err(),
+            "a worker opened a bidirectional stream"
+        );
+        // The coordinator gets WORKER_MAX_STREAMS streams at once, and no more.
+        let mut streams = Vec::new();
+        for _ in 0..WORKER_MAX_STREAMS {
+            let (mut s, r) = tokio::time::timeout(wait, conn.open_bi())
+                .await
+                .expect("within the limit")
+                .expect("stream");
+            super::send(&mut s, &Message::Heartbeat(Heartbeat { nonce: 1 }))
+                .await
+                .expect("send");
+            streams.push((s, r));
+        }
+        assert!(
+            tokio::time::timeout(wait, conn.open_bi()).await.is_err(),
+            "a coordinator opened more than {WORKER_MAX_STREAMS} streams"
+        );
+        // Nor do datagrams get through.
+        assert!(worker_side.max_datagram_size().is_none());
+    }
+
     #[test]
     fn identities_round_trip_through_files() {
-        let dir = std::env::temp_dir().join(format!("murmuration-id-{}", std::process::id()));
+        let dir = tempfile_dir("round-trip");
         let id = Identity::generate("node").expect("identity");
         id.save(&dir, "node").expect("save");
         let back =
             Identity::load(&dir.join("node.cert.der"), &dir.join("node.key.der")).expect("load");
         assert_eq!(back.fingerprint(), id.fingerprint());
         assert_eq!(id.fingerprint().len(), 64);
+        let _ = std::fs::remove_dir_all(&dir);
+    }
+
+    fn tempfile_dir(name: &str) -> std::path::PathBuf {
+        let dir = std::env::temp_dir().join(format!(
+            "murmuration-id-{name}-{}-{:?}",
+            std::process::id(),
+            std::time::SystemTime::now()
+        ));
+        std::fs::create_dir_all(&dir).expect("dir");
+        dir
+    }
+
+    #[cfg(unix)]
+    #[test]
+    fn a_private_key_is_created_owner_only_and_never_overwritten() {
+        use std::os::unix::fs::PermissionsExt;
+        let dir = tempfile_dir("private");
+        let id = Identity::generate("node").expect("identity");
+        id.save(&dir, "node").expect("save");
+        let key = dir.join("node.key.der");
+        let mode = std::fs::metadata(&key).expect("key").permissions().mode() & 0o777;
+        assert_eq!(mode, 0o600, "key mode {mode:o}");
+        // A second save does not replace the key (create-new, not write-then-chmod) ...
+        let other = Identity::generate("node").expect("identity");
+        let e = other.save(&dir, "node").expect_err("refused");
+        assert!(e.to_string().contains("refusing to overwrite"), "{e}");
+        let back = Identity::load(&dir.join("node.cert.der"), &key).expect("load");
+        assert_eq!(back.fingerprint(), id.fingerprint());
+        // ... nor write through a file or link someone else put at the key's path.
+        let planted = dir.join("planted");
+        std::fs::write(&planted, b"not a key").expect("plant");
+        std::fs::set_permissions(&planted, std::fs::Permissions::from_mode(0o644)).expect("mode");
+        std::os::unix::fs::symlink(&planted, dir.join("other.key.der")).expect("symlink");
+        assert!(other.save(&dir, "other").is_err());
+        assert_eq!(std::fs::read(&planted).expect("planted"), b"not a key");
         let _ = std::fs::remove_dir_all(&dir);
     }
 }

@@ -1,26 +1,33 @@
 //! `worker serve`: a worker process for the QUIC cluster. It loads the model once per device,
 //! accepts only the pinned coordinator, and on each stream the coordinator opens it greets with
-//! `Hello`, takes `EvalSet` and `Job` messages, streams `Progress`, answers `Heartbeat`, obeys
-//! `Cancel` and ends with `Result`. Models stay loaded across coordinator reconnects; eval sets
-//! are cached by hash. A malformed or oversized frame closes that connection, nothing else.
+//! `Hello`, takes `EvalSet` and `Job` messages, streams `Progress`, answers `Heartbeat` (also
+//! while a job waits for a free device), obeys `Cancel` and ends with `Result`. Models stay
+//! loaded across coordinator reconnects; eval sets are cached by hash. A malformed, oversized or
+//! misdirected frame closes that connection, nothing else; errors name the message type and size.
+//!
+//! A job's dataset is parsed with the validator's own limits and must hash to what the validator
+//! checked. Failures are classified by [`JobFailure`], the rule the in-process path uses too; a
+//! device whose thread panicked is restarted in the background, or taken out of service when it
+//! cannot be.
 
 use std::collections::HashMap;
 use std::net::SocketAddr;
 use std::path::{Path, PathBuf};
-use std::sync::atomic::{AtomicBool, Ordering};
+use std::sync::atomic::{AtomicBool, AtomicUsize, Ordering};
 use std::sync::{Arc, Mutex};
+use std::time::Duration;
 
 use anyhow::{bail, Context, Result};
 use protocol::config::{ClusterConfig, Paths};
 use protocol::dataset::{parse_dataset, DatasetLimits};
 use protocol::transport::{self, Identity, Timeouts};
 use protocol::wire::{
-    DeviceInfo, FailureKind, FrameDecoder, Hello, JobOutcomeWire, JobRequest, JobResult, Message,
-    Progress, PROTOCOL_VERSION,
+    bounded, DeviceInfo, FailureKind, FrameDecoder, Hello, JobOutcomeWire, JobRequest, JobResult,
+    Message, Progress, Sender, PROTOCOL_VERSION,
 };
 
-use crate::runner::{DeviceRunner, EvalRows};
-use crate::{EngineError, JobReport};
+use crate::runner::{DeviceRunner, EvalRows, JobFailure};
+use crate::JobReport;
 
 // `worker keygen` reads the config's base directory through this path.
 pub use protocol::config::config_base;
@@ -36,9 +43,68 @@ fn model_dir(config: &ClusterConfig, config_path: &Path) -> Result<PathBuf> {
 
 struct Node {
     hello: Hello,
+    devices: Devices,
+    eval_sets: Mutex<HashMap<String, EvalRows>>,
+}
+
+/// The node's devices: a pool of free runners, and how many are in service (free or busy).
+struct Devices {
     free: tokio::sync::Mutex<tokio::sync::mpsc::Receiver<DeviceRunner>>,
     give_back: tokio::sync::mpsc::Sender<DeviceRunner>,
-    eval_sets: Mutex<HashMap<String, EvalRows>>,
+    in_service: Arc<AtomicUsize>,
+}
+
+impl Devices {
+    fn new(runners: Vec<DeviceRunner>) -> Self {
+        let (give_back, free) = tokio::sync::mpsc::channel(runners.len().max(1));
+        let in_service = Arc::new(AtomicUsize::new(runners.len()));
+        for runner in runners {
+            // The channel has room for every runner.
+            let _ = give_back.try_send(runner);
+        }
+        Self {
+            free: tokio::sync::Mutex::new(free),
+            give_back,
+            in_service,
+        }
+    }
+
+    /// The next free device, or `None` once no device is in service.
+    async fn take(&self) -> Option<DeviceRunner> {
+        loop {
+            if self.in_service.load(Ordering::Acquire) == 0 {
+                return None;
+            }
+            let mut free = self.free.lock().await;
+            // Look again now and then: the last device may be taken out while we wait.
+            if let Ok(runner) = tokio::time::timeout(Duration::from_millis(500), free.recv()).await
+            {
+                return runner;
+            }
+        }
+    }
+
+    /// Returns a device after a job. One whose thread died (a panic) is replaced by a freshly
+    /// started one in the background; if that fails, the device is taken out of service.
+    fn release(&self, runner: DeviceRunner) {
+        if runner.is_alive() {
+            let _ = self.give_back.try_send(runner);
+            return;
+        }
+        let (give_back, in_service) = (self.give_back.clone(), self.in_service.clone());
+        let name = runner.name.clone();
+        tracing::warn!(device = %name, "restarting a device whose thread stopped");
+        tokio::task::spawn_blocking(move || match runner.restart() {
+            Ok(fresh) => {
+                tracing::info!(device = %name, "device restarted");
+                let _ = give_back.try_send(fresh);
+            }
+            Err(e) => {
+                in_service.fetch_sub(1, Ordering::AcqRel);
+                tracing::error!(device = %name, error = %e, "device restart failed; taken out of service");
+            }
+        });
+    }
 }
 
 /// Runs the worker until the process is stopped. Prints `listening on ADDR` once ready.
@@ -57,9 +123,7 @@ pub async fn serve(config: ClusterConfig, config_path: &Path) -> Result<()> {
                 pki.display()
             )
         })?;
-    let (give_back, free) = tokio::sync::mpsc::channel(node.devices.len().max(1));
-    let mut devices = Vec::new();
-    let mut model_id = None;
+    let mut runners = Vec::new();
     for name in &node.devices {
         let runner = if node.simulate_us_per_token > 0 {
             DeviceRunner::simulated(node.simulate_us_per_token)
@@ -68,24 +132,8 @@ pub async fn serve(config: ClusterConfig, config_path: &Path) -> Result<()> {
             let device = name.parse()?;
             tokio::task::spawn_blocking(move || DeviceRunner::start(device, &dir)).await??
         };
-        model_id = Some(runner.model_id.clone());
-        devices.push(DeviceInfo {
-            name: name.clone(),
-            memory_bytes: 0,
-        });
-        give_back.send(runner).await.ok();
+        runners.push((name.clone(), runner));
     }
-    let state = Arc::new(Node {
-        hello: Hello {
-            protocol_version: PROTOCOL_VERSION,
-            worker_id: node.id.clone(),
-            devices,
-            model_id,
-        },
-        free: tokio::sync::Mutex::new(free),
-        give_back,
-        eval_sets: Mutex::new(HashMap::new()),
-    });
     let listen: SocketAddr = node
         .listen
         .parse()
@@ -102,6 +150,35 @@ pub async fn serve(config: ClusterConfig, config_path: &Path) -> Result<()> {
     );
     use std::io::Write as _;
     std::io::stdout().flush().ok();
+    accept(endpoint, Arc::new(Node::new(node.id.clone(), runners))).await;
+    Ok(())
+}
+
+impl Node {
+    fn new(worker_id: String, runners: Vec<(String, DeviceRunner)>) -> Self {
+        let model_id = runners.last().map(|(_, r)| r.model_id.clone());
+        let devices = runners
+            .iter()
+            .map(|(name, _)| DeviceInfo {
+                name: name.clone(),
+                memory_bytes: 0,
+            })
+            .collect();
+        Node {
+            hello: Hello {
+                protocol_version: PROTOCOL_VERSION,
+                worker_id,
+                devices,
+                model_id,
+            },
+            devices: Devices::new(runners.into_iter().map(|(_, r)| r).collect()),
+            eval_sets: Mutex::new(HashMap::new()),
+        }
+    }
+}
+
+/// Serves connections until the endpoint closes.
+async fn accept(endpoint: quinn::Endpoint, state: Arc<Node>) {
     while let Some(incoming) = endpoint.accept().await {
         let state = state.clone();
         tokio::spawn(async move {
@@ -117,37 +194,49 @@ pub async fn serve(config: ClusterConfig, config_path: &Path) -> Result<()> {
                 let (state, connection) = (state.clone(), connection.clone());
                 tokio::spawn(async move {
                     if let Err(e) = handle_stream(&state, send, recv).await {
-                        tracing::warn!(peer = %connection.remote_address(), error = %e, "closing the connection");
-                        connection.close(quinn::VarInt::from_u32(1), e.to_string().as_bytes());
+                        let reason = bounded(&format!("{e:#}"), 512);
+                        tracing::warn!(peer = %connection.remote_address(), error = %reason, "closing the connection");
+                        connection.close(quinn::VarInt::from_u32(1), reason.as_bytes());
                     }
                 });
             }
         });
     }
-    Ok(())
 }
 
-fn failed(job_id: u64, kind: FailureKind, reason: String) -> Message {
+fn failed(job_id: u64, kind: FailureKind, reason: &str) -> Message {
     Message::Result(JobResult {
         job_id,
-        outcome: JobOutcomeWire::Failed { kind, reason },
+        outcome: JobOutcomeWire::failed(kind, reason),
     })
 }
 
 fn done(job_id: u64, r: &JobReport) -> Message {
+    let narrow = |n: usize| u32::try_from(n).unwrap_or(u32::MAX);
     Message::Result(JobResult {
         job_id,
         outcome: JobOutcomeWire::Done {
             eval_loss: r.eval_loss,
-            steps: r.steps as u32,
-            train_rows: r.train_rows as u32,
+            steps: narrow(r.steps),
+            train_rows: narrow(r.train_rows),
             train_tokens: r.train_tokens as u64,
-            eval_rows: r.eval_rows as u32,
-            eval_rows_skipped: r.eval_rows_skipped as u32,
+            eval_rows: narrow(r.eval_rows),
+            eval_rows_skipped: narrow(r.eval_rows_skipped),
             seconds: r.seconds,
             peak_memory_bytes: 0,
         },
     })
+}
+
+/// The limits eval sets are read with: the coordinator is pinned and checked the set itself, the
+/// frame cap bounds its size, and the hash must match.
+fn eval_set_limits() -> DatasetLimits {
+    DatasetLimits {
+        max_rows: usize::MAX,
+        max_file_bytes: u64::MAX,
+        max_line_bytes: usize::MAX,
+        ..DatasetLimits::default()
+    }
 }
 
 /// Serves one stream: greeting, then messages until the coordinator finishes it.
@@ -157,23 +246,18 @@ async fn handle_stream(
     mut recv: quinn::RecvStream,
 ) -> Result<()> {
     transport::send(&mut send, &Message::Hello(state.hello.clone())).await?;
-    let mut decoder = FrameDecoder::new();
+    let mut decoder = FrameDecoder::new(Sender::Coordinator);
     while let Some(message) = transport::receive(&mut recv, &mut decoder).await? {
         match message {
             Message::Heartbeat(h) => transport::send(&mut send, &Message::Heartbeat(h)).await?,
             Message::EvalSet(set) => {
-                let limits = DatasetLimits {
-                    max_rows: usize::MAX,
-                    max_file_bytes: u64::MAX,
-                    ..DatasetLimits::default()
-                };
-                let dataset = parse_dataset(&set.data, &limits)
+                let dataset = parse_dataset(&set.data, &eval_set_limits())
                     .map_err(|e| anyhow::anyhow!("eval set: {e}"))?;
                 if dataset.content_hash != set.hash {
                     bail!(
                         "eval set: content hash {} does not match the announced {}",
                         dataset.content_hash,
-                        set.hash
+                        bounded(&set.hash, 64)
                     );
                 }
                 if let Ok(mut sets) = state.eval_sets.lock() {
@@ -188,14 +272,43 @@ async fn handle_stream(
             }
             Message::Job(job) => run_job(state, job, &mut send, &mut recv, &mut decoder).await?,
             Message::Cancel(_) => {} // nothing is running on this stream
-            other => bail!("unexpected message from the coordinator: {other:?}"),
+            other => bail!("unexpected {} frame from the coordinator", other.kind()),
         }
     }
     let _ = send.finish();
     Ok(())
 }
 
-/// Runs one job on a free device, streaming progress and answering heartbeats and cancel.
+/// The rows of a job, or why this worker cannot run it (never the miner's fault: the validator
+/// read the same bytes with the same limits).
+fn job_rows(
+    state: &Node,
+    job: &JobRequest,
+) -> Result<(EvalRows, Vec<protocol::dataset::Row>), String> {
+    let eval = state
+        .eval_sets
+        .lock()
+        .ok()
+        .and_then(|s| s.get(&job.eval_set_hash).cloned())
+        .ok_or_else(|| format!("unknown eval set {}", bounded(&job.eval_set_hash, 64)))?;
+    job.config
+        .validate()
+        .map_err(|e| format!("the job's training config: {e}"))?;
+    let dataset = parse_dataset(&job.dataset, &job.limits).map_err(|e| {
+        format!("the dataset does not validate here as it did for the validator: {e}")
+    })?;
+    if dataset.content_hash != job.dataset_hash {
+        return Err(format!(
+            "the dataset's content hash {} is not the validator's {}",
+            dataset.content_hash,
+            bounded(&job.dataset_hash, 64)
+        ));
+    }
+    Ok((eval, dataset.rows))
+}
+
+/// Runs one job on a free device, streaming progress and answering heartbeats and cancel, also
+/// while it waits for the device.
 async fn run_job(
     state: &Node,
     job: JobRequest,
@@ -204,39 +317,41 @@ async fn run_job(
     decoder: &mut FrameDecoder,
 ) -> Result<()> {
     let id = job.job_id;
-    let eval = state
-        .eval_sets
-        .lock()
-        .ok()
-        .and_then(|s| s.get(&job.eval_set_hash).cloned());
-    let Some(eval) = eval else {
-        return transport::send(
-            send,
-            &failed(
-                id,
-                FailureKind::Unavailable,
-                format!("unknown eval set {}", job.eval_set_hash),
-            ),
-        )
-        .await
-        .map_err(Into::into);
-    };
-    let limits = DatasetLimits {
-        max_rows: job.config.max_rows,
-        ..DatasetLimits::default()
-    };
-    let rows = match parse_dataset(&job.dataset, &limits) {
-        Ok(d) => d.rows,
-        Err(e) => {
-            return transport::send(
-                send,
-                &failed(id, FailureKind::InvalidDataset, e.to_string()),
-            )
-            .await
-            .map_err(Into::into)
+    let (eval, rows) = match job_rows(state, &job) {
+        Ok(found) => found,
+        Err(reason) => {
+            let reply = failed(id, FailureKind::Unavailable, &reason);
+            return transport::send(send, &reply).await.map_err(Into::into);
         }
     };
-    let runner = state.free.lock().await.recv().await.context("no device")?;
+    // Wait for a device, still answering the coordinator.
+    let runner = {
+        let take = state.devices.take();
+        tokio::pin!(take);
+        loop {
+            tokio::select! {
+                runner = &mut take => break runner,
+                message = transport::receive(recv, decoder) => match message? {
+                    Some(Message::Heartbeat(h)) => transport::send(send, &Message::Heartbeat(h)).await?,
+                    Some(Message::Cancel(c)) if c.job_id == id => {
+                        // The job never ran: its time went to waiting, which is not the miner's.
+                        let reply = failed(id, FailureKind::Unavailable, "cancelled while waiting for a free device");
+                        return transport::send(send, &reply).await.map_err(Into::into);
+                    }
+                    Some(other) => bail!("unexpected {} frame while job {id} waits for a device", other.kind()),
+                    None => bail!("coordinator left while job {id} waited for a device"),
+                },
+            }
+        }
+    };
+    let Some(runner) = runner else {
+        let reply = failed(
+            id,
+            FailureKind::Unavailable,
+            "no device is in service on this worker",
+        );
+        return transport::send(send, &reply).await.map_err(Into::into);
+    };
     let cancel = Arc::new(AtomicBool::new(false));
     let (progress_tx, mut progress_rx) = tokio::sync::mpsc::unbounded_channel();
     let run = {
@@ -251,30 +366,219 @@ async fn run_job(
         tokio::select! {
             finished = &mut run => break finished,
             Some(p) = progress_rx.recv() => {
-                let progress = Message::Progress(Progress { job_id: id, step: p.step as u32, total_steps: p.total_steps as u32, loss: p.loss });
-                transport::send(send, &progress).await?;
-            }
-            message = transport::receive(recv, decoder) => match message {
-                Ok(Some(Message::Heartbeat(h))) => transport::send(send, &Message::Heartbeat(h)).await?,
-                Ok(Some(Message::Cancel(c))) if c.job_id == id => cancel.store(true, Ordering::Relaxed),
-                Ok(Some(other)) => { cancel.store(true, Ordering::Relaxed); bail!("unexpected message during job {id}: {other:?}") }
-                Ok(None) | Err(_) => {
-                    // The coordinator went away: stop the job, keep the device.
+                let narrow = |n: usize| u32::try_from(n).unwrap_or(u32::MAX);
+                let progress = Message::Progress(Progress { job_id: id, step: narrow(p.step), total_steps: narrow(p.total_steps), loss: p.loss });
+                if let Err(e) = transport::send(send, &progress).await {
                     cancel.store(true, Ordering::Relaxed);
                     let _ = (&mut run).await;
-                    state.give_back.send(runner).await.ok();
-                    bail!("coordinator left during job {id}");
+                    state.devices.release(runner);
+                    return Err(e.into());
                 }
-            },
+            }
+            message = transport::receive(recv, decoder) => {
+                let problem = match message {
+                    Ok(Some(Message::Heartbeat(h))) => match transport::send(send, &Message::Heartbeat(h)).await {
+                        Ok(()) => None,
+                        Err(e) => Some(format!("{e}")),
+                    },
+                    Ok(Some(Message::Cancel(c))) if c.job_id == id => {
+                        cancel.store(true, Ordering::Relaxed);
+                        None
+                    }
+                    Ok(Some(other)) => Some(format!("unexpected {} frame during job {id}", other.kind())),
+                    Ok(None) => Some(format!("coordinator left during job {id}")),
+                    Err(e) => Some(format!("{e} (during job {id})")),
+                };
+                if let Some(problem) = problem {
+                    // Stop the job, keep the device.
+                    cancel.store(true, Ordering::Relaxed);
+                    let _ = (&mut run).await;
+                    state.devices.release(runner);
+                    bail!(problem);
+                }
+            }
         }
     };
-    state.give_back.send(runner).await.ok();
+    state.devices.release(runner);
     let reply = match outcome {
         Ok(Ok(report)) => done(id, &report),
-        Ok(Err(EngineError::Cancelled)) => failed(id, FailureKind::Cancelled, "cancelled".into()),
-        Ok(Err(e @ EngineError::Data(_))) => failed(id, FailureKind::InvalidDataset, e.to_string()),
-        Ok(Err(e)) => failed(id, FailureKind::Engine, e.to_string()),
-        Err(e) => failed(id, FailureKind::Engine, format!("job task: {e}")),
+        Ok(Err(JobFailure::MinerData(reason))) => failed(id, FailureKind::MinerData, &reason),
+        Ok(Err(JobFailure::Cancelled)) => failed(id, FailureKind::Cancelled, "cancelled"),
+        Ok(Err(JobFailure::Worker(reason))) => failed(id, FailureKind::Worker, &reason),
+        Err(e) => failed(
+            id,
+            FailureKind::Worker,
+            &format!("the job task failed: {e}"),
+        ),
     };
     transport::send(send, &reply).await.map_err(Into::into)
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use protocol::config::TrainingConfig;
+    use protocol::transport::SERVER_NAME;
+    use protocol::wire::{EvalSetData, ALPN};
+
+    const ROW: &str = r#"{"conversations":[{"role":"user","content":"hi"},{"role":"assistant","content":"hello"}]}"#;
+
+    fn timeouts() -> Timeouts {
+        Timeouts {
+            keep_alive: Duration::from_millis(500),
+            idle: Duration::from_secs(5),
+        }
+    }
+
+    /// A node with `runners` listening on 127.0.0.1, and a coordinator stream to it past the
+    /// Hello (with the client endpoint and connection, which must outlive it).
+    async fn connect(
+        runners: Vec<DeviceRunner>,
+    ) -> (
+        (quinn::Endpoint, quinn::Connection),
+        quinn::SendStream,
+        quinn::RecvStream,
+        FrameDecoder,
+    ) {
+        let coordinator = Identity::generate("c").expect("identity");
+        let worker = Identity::generate("w").expect("identity");
+        let endpoint = transport::server_endpoint(
+            &worker,
+            "127.0.0.1:0".parse().expect("addr"),
+            vec![coordinator.fingerprint()],
+            timeouts(),
+        )
+        .expect("server");
+        let addr = endpoint.local_addr().expect("addr");
+        let runners = runners
+            .into_iter()
+            .enumerate()
+            .map(|(i, r)| (format!("dev{i}"), r))
+            .collect();
+        tokio::spawn(accept(endpoint, Arc::new(Node::new("w".into(), runners))));
+        let client = transport::client_endpoint().expect("client");
+        let config =
+            transport::client_config(&coordinator, &worker.fingerprint(), timeouts(), ALPN)
+                .expect("config");
+        let conn = client
+            .connect_with(config, addr, SERVER_NAME)
+            .expect("connect")
+            .await
+            .expect("handshake");
+        let (mut send, mut recv) = conn.open_bi().await.expect("stream");
+        let mut decoder = FrameDecoder::new(Sender::Worker);
+        transport::send(
+            &mut send,
+            &Message::Heartbeat(protocol::wire::Heartbeat { nonce: 0 }),
+        )
+        .await
+        .expect("open");
+        let hello = transport::receive(&mut recv, &mut decoder)
+            .await
+            .expect("hello");
+        assert!(matches!(hello, Some(Message::Hello(_))), "{hello:?}");
+        let echo = transport::receive(&mut recv, &mut decoder)
+            .await
+            .expect("echo");
+        assert!(matches!(echo, Some(Message::Heartbeat(_))), "{echo:?}");
+        ((client, conn), send, recv, decoder)
+    }
+
+    fn dataset(rows: usize) -> (Vec<u8>, String) {
+        let text: String = (0..rows).map(|_| format!("{ROW}\n")).collect();
+        let parsed = parse_dataset(text.as_bytes(), &DatasetLimits::default()).expect("valid");
+        (text.into_bytes(), parsed.content_hash)
+    }
+
+    fn job(job_id: u64, eval_hash: &str) -> Message {
+        let (dataset, dataset_hash) = dataset(4);
+        Message::Job(JobRequest {
+            job_id,
+            dataset,
+            dataset_hash,
+            limits: DatasetLimits::default(),
+            config: TrainingConfig::default(),
+            eval_set_hash: eval_hash.into(),
+        })
+    }
+
+    async fn result(recv: &mut quinn::RecvStream, decoder: &mut FrameDecoder) -> JobResult {
+        loop {
+            match transport::receive(recv, decoder).await.expect("frame") {
+                Some(Message::Result(r)) => return r,
+                Some(Message::Progress(_)) | Some(Message::Heartbeat(_)) => {}
+                other => panic!("unexpected {other:?}"),
+            }
+        }
+    }
+
+    #[tokio::test]
+    async fn a_device_panic_is_a_worker_failure_and_the_device_comes_back() {
+        let (_conn, mut send, mut recv, mut decoder) =
+            connect(vec![DeviceRunner::faulty(vec![1])]).await;
+        let (eval, eval_hash) = dataset(3);
+        transport::send(
+            &mut send,
+            &Message::EvalSet(EvalSetData {
+                hash: eval_hash.clone(),
+                data: eval,
+            }),
+        )
+        .await
+        .expect("eval set");
+        transport::send(&mut send, &job(1, &eval_hash))
+            .await
+            .expect("job");
+        let first = result(&mut recv, &mut decoder).await;
+        match first.outcome {
+            JobOutcomeWire::Failed {
+                kind: FailureKind::Worker,
+                reason,
+            } => assert!(reason.contains("panicked"), "{reason}"),
+            other => panic!("expected a worker failure, got {other:?}"),
+        }
+        // The dead device was not put back: a fresh one runs the next job.
+        transport::send(&mut send, &job(2, &eval_hash))
+            .await
+            .expect("job");
+        let second = result(&mut recv, &mut decoder).await;
+        assert!(
+            matches!(second.outcome, JobOutcomeWire::Done { .. }),
+            "{second:?}"
+        );
+    }
+
+    #[tokio::test]
+    async fn a_dataset_that_does_not_hash_as_announced_is_not_charged_to_the_miner() {
+        let (_conn, mut send, mut recv, mut decoder) =
+            connect(vec![DeviceRunner::simulated(1)]).await;
+        let (eval, eval_hash) = dataset(3);
+        transport::send(
+            &mut send,
+            &Message::EvalSet(EvalSetData {
+                hash: eval_hash.clone(),
+                data: eval,
+            }),
+        )
+        .await
+        .expect("eval set");
+        let Message::Job(mut request) = job(1, &eval_hash) else {
+            unreachable!()
+        };
+        request.dataset_hash = "0".repeat(64);
+        transport::send(&mut send, &Message::Job(request))
+            .await
+            .expect("job");
+        let r = result(&mut recv, &mut decoder).await;
+        assert!(
+            matches!(
+                r.outcome,
+                JobOutcomeWire::Failed {
+                    kind: FailureKind::Unavailable,
+                    ..
+                }
+            ),
+            "{r:?}"
+        );
+    }
 }

@@ -1,7 +1,10 @@
 //! Shared by the coordinator's integration tests: the repository's eval set and demo miners, the
-//! `[training]` tables the tests run with, config files, and the real `coordinator` binary.
+//! `[training]` tables the tests run with, config files, and the real `coordinator` binary;
+//! [`cluster`] adds what the cluster fault tests share.
 
-#![allow(dead_code)]
+#![allow(dead_code)] // each test file uses its own part
+
+pub mod cluster;
 
 use std::path::{Path, PathBuf};
 use std::process::{Command, Output};
