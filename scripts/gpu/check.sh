@@ -30,10 +30,10 @@ say() { echo "[check +$(( $(date +%s) - started ))s] $*" | tee -a "$OUT/log.txt"
 
 if [ "$mode" = gpu ]; then
   DEVICE=cuda; SHAPE=qwen2.5-1.5b; SEQS="${SEQS:-1024,2048,4096}"; STEPS="${STEPS:-3}"
-  EVAL_SHAPE=64x1024; PEFT_DEVICE=cuda
+  EVAL_SHAPE=64x1024; PEFT_DEVICE=cuda; PEFT_DTYPE=bf16
 else
   DEVICE=cpu; SHAPE=proxy:96; SEQS="${SEQS:-64,128}"; STEPS="${STEPS:-1}"
-  EVAL_SHAPE=8x64; PEFT_DEVICE=cpu
+  EVAL_SHAPE=8x64; PEFT_DEVICE=cpu; PEFT_DTYPE=f32
 fi
 
 say "1. device"
@@ -107,7 +107,7 @@ say "burn: $(head -c 600 "$OUT/burn.json")"
 
 say "5. PyTorch + PEFT"
 sample "$OUT/smi-peft.csv"
-timeout 240 python3 scripts/gpu/peft_bench.py --model "$work/model" --device "$PEFT_DEVICE" \
+timeout 240 python3 scripts/gpu/peft_bench.py --model "$work/model" --device "$PEFT_DEVICE" --dtype "$PEFT_DTYPE" \
   --seqs "$SEQS" --batch 2 --steps "$STEPS" --eval-shape "$EVAL_SHAPE" --out "$OUT/peft.json" \
   > "$OUT/peft.log" 2>&1 || say "peft_bench failed (exit $?): $(tail -n 3 "$OUT/peft.log")"
 unsample

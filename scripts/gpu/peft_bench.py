@@ -63,8 +63,12 @@ def main():
     adapter_dtypes = sorted({str(p.dtype) for p in model.parameters() if p.requires_grad})
     cuda = a.device.startswith("cuda")
 
+    # every length starts from the same fresh adapter, as `worker bench --synthetic` does, so the
+    # first-step losses of the two engines are comparable
+    fresh = {k: v.detach().clone() for k, v in model.state_dict().items() if "lora_" in k}
     train = []
     for seq in [int(s) for s in a.seqs.split(",")]:
+        model.load_state_dict(fresh, strict=False)
         model.train()
         params = [p for p in model.parameters() if p.requires_grad]
         opt = torch.optim.AdamW(params, lr=2e-4, betas=(0.9, 0.999), eps=1e-8, weight_decay=0.0)
@@ -100,6 +104,7 @@ def main():
         train.append(figures)
         del opt
 
+    model.load_state_dict(fresh, strict=False)  # B = 0: the base model's eval loss
     model.eval()
     count, length = (int(x) for x in a.eval_shape.split("x"))
     ids, labels = rows(count, length, vocab)

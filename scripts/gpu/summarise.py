@@ -54,7 +54,9 @@ for path in sorted(glob.glob(os.path.join(out, "parity-*.json"))):
                  f"{fmt(d_steps, 6) if d_steps is not None else '–'} |")
 
 burn, peft = load("burn.json"), load("peft.json")
-lines.append("\n## Training, batch 2 (Burn bf16 base vs PyTorch + PEFT bf16, sdpa)\n")
+burn_dtype = (burn or {}).get("precision", "?")
+peft_dtype = (peft or {}).get("dtype", "?")
+lines.append(f"\n## Training, batch 2 (Burn {burn_dtype} base vs PyTorch + PEFT {peft_dtype}, sdpa)\n")
 lines.append("| batch × seq | Burn tokens/s | PEFT tokens/s | Burn / PEFT | Burn memory GiB | PEFT peak GiB "
              "(allocated / reserved) | first-step loss Burn / PEFT |")
 lines.append("|---|---|---|---|---|---|---|")
