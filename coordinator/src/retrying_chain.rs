@@ -24,7 +24,12 @@ pub struct RetryingChain {
 
 impl RetryingChain {
     /// Wraps `inner`: delays from `base` up to `max_delay`, giving up after `budget`.
-    pub fn new(inner: Arc<dyn Chain>, base: Duration, max_delay: Duration, budget: Duration) -> Self {
+    pub fn new(
+        inner: Arc<dyn Chain>,
+        base: Duration,
+        max_delay: Duration,
+        budget: Duration,
+    ) -> Self {
         RetryingChain {
             inner,
             base,
@@ -46,7 +51,11 @@ impl RetryingChain {
             match read().await {
                 Ok(v) => {
                     if backoff.attempts() > 0 {
-                        tracing::info!(read = what, tries = backoff.attempts() + 1, "chain answers again");
+                        tracing::info!(
+                            read = what,
+                            tries = backoff.attempts() + 1,
+                            "chain answers again"
+                        );
                     }
                     return Ok(v);
                 }
@@ -70,15 +79,18 @@ impl RetryingChain {
 #[async_trait]
 impl Chain for RetryingChain {
     async fn current_block(&self) -> Result<u64, ChainError> {
-        self.read("current_block", || self.inner.current_block()).await
+        self.read("current_block", || self.inner.current_block())
+            .await
     }
 
     async fn metagraph(&self, netuid: u16) -> Result<Metagraph, ChainError> {
-        self.read("metagraph", || self.inner.metagraph(netuid)).await
+        self.read("metagraph", || self.inner.metagraph(netuid))
+            .await
     }
 
     async fn commitments(&self, netuid: u16) -> Result<Vec<CommitmentRecord>, ChainError> {
-        self.read("commitments", || self.inner.commitments(netuid)).await
+        self.read("commitments", || self.inner.commitments(netuid))
+            .await
     }
 
     async fn set_commitment(
@@ -139,7 +151,8 @@ impl Chain for RetryingChain {
     }
 
     async fn epoch_index(&self, netuid: u16) -> Result<Option<u64>, ChainError> {
-        self.read("epoch_index", || self.inner.epoch_index(netuid)).await
+        self.read("epoch_index", || self.inner.epoch_index(netuid))
+            .await
     }
 
     async fn weights(

@@ -163,7 +163,8 @@ pub async fn run_validator(
         let signer = subtensor::wallet::load_hotkey(&wallet)
             .map_err(|e| anyhow::anyhow!("validator wallet: {e}"))?;
         let connect = || subtensor::args::connect(&config);
-        let Some(client) = until_up("subtensor", &mut stop, classify_chain_startup, connect).await?
+        let Some(client) =
+            until_up("subtensor", &mut stop, classify_chain_startup, connect).await?
         else {
             return stopped(&state, &stop);
         };
@@ -181,9 +182,7 @@ pub async fn run_validator(
     let Some(model_dir) = until_up("model", &mut stop, classify_hub_startup, model).await? else {
         return stopped(&state, &stop);
     };
-    let eval = || async {
-        Ok(hub::resolve::eval_set_path(&config, &paths, client).await?)
-    };
+    let eval = || async { Ok(hub::resolve::eval_set_path(&config, &paths, client).await?) };
     let Some(eval_path) = until_up("eval set", &mut stop, classify_hub_startup, eval).await? else {
         return stopped(&state, &stop);
     };

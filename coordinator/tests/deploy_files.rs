@@ -14,7 +14,10 @@ fn deploy(file: &str) -> String {
 
 /// Runs the binary with `args` and `--help`; panics with stderr unless clap accepts them.
 fn accepted(source: &str, args: &[String]) {
-    assert!(args.iter().any(|a| a == "run"), "{source}: no `run` in {args:?}");
+    assert!(
+        args.iter().any(|a| a == "run"),
+        "{source}: no `run` in {args:?}"
+    );
     let out = Command::new(env!("CARGO_BIN_EXE_coordinator"))
         .args(args)
         .arg("--help")

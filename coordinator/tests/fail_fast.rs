@@ -30,7 +30,11 @@ fn chain(what: &[&str], endpoint: &str) -> (bool, String, Duration) {
 
 #[test]
 fn a_refused_endpoint_fails_within_10_s_naming_it_and_the_cause() {
-    for what in [&["metagraph"][..], &["commitments"], &["weights", "--uid", "0"]] {
+    for what in [
+        &["metagraph"][..],
+        &["commitments"],
+        &["weights", "--uid", "0"],
+    ] {
         let (ok, stderr, elapsed) = chain(what, "ws://127.0.0.1:9");
         assert!(!ok, "{stderr}");
         assert!(elapsed < Duration::from_secs(10), "{what:?}: {elapsed:?}");

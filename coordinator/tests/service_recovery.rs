@@ -139,7 +139,10 @@ fn wait_exit(child: &mut Child, limit: Duration, stderr: &Path) -> std::process:
         }
         if start.elapsed() > limit {
             let _ = child.kill();
-            panic!("coordinator still running after {limit:?}; stderr:\n{}", read(stderr));
+            panic!(
+                "coordinator still running after {limit:?}; stderr:\n{}",
+                read(stderr)
+            );
         }
         std::thread::sleep(Duration::from_millis(50));
     }
@@ -198,7 +201,9 @@ async fn the_node_goes_away_mid_epoch_and_the_weights_are_set_once_it_is_back() 
     let err = stderr.clone();
     let db2 = db.clone();
     tokio::task::spawn_blocking(move || {
-        wait_until(Duration::from_secs(300), "a job start", &err, || jobs(&db2).0 > 0)
+        wait_until(Duration::from_secs(300), "a job start", &err, || {
+            jobs(&db2).0 > 0
+        })
     })
     .await
     .unwrap();
@@ -206,21 +211,26 @@ async fn the_node_goes_away_mid_epoch_and_the_weights_are_set_once_it_is_back() 
     server.stopped().await;
     let (err, db2) = (stderr.clone(), db.clone());
     tokio::task::spawn_blocking(move || {
-        wait_until(Duration::from_secs(300), "the job's end", &err, || jobs(&db2).1 > 0)
+        wait_until(Duration::from_secs(300), "the job's end", &err, || {
+            jobs(&db2).1 > 0
+        })
     })
     .await
     .unwrap();
     tokio::time::sleep(Duration::from_secs(6)).await;
     assert!(child.try_wait().unwrap().is_none(), "{}", read(&stderr));
-    assert_eq!(node.weights_of(NETUID, 0), None, "no weights while the node is away");
+    assert_eq!(
+        node.weights_of(NETUID, 0),
+        None,
+        "no weights while the node is away"
+    );
     let (_, _server) = node.serve_ws_on(addr).await.unwrap();
 
     let err = stderr.clone();
-    let status = tokio::task::spawn_blocking(move || {
-        wait_exit(&mut child, Duration::from_secs(120), &err)
-    })
-    .await
-    .unwrap();
+    let status =
+        tokio::task::spawn_blocking(move || wait_exit(&mut child, Duration::from_secs(120), &err))
+            .await
+            .unwrap();
     let log = read(&stderr);
     assert!(status.success(), "{log}");
     assert!(log.contains("chain read failed, retrying"), "{log}");
@@ -248,12 +258,22 @@ async fn a_hub_answering_503_at_start_up_is_waited_for() {
         })
         .collect();
     let files: Vec<(&str, &[u8])> = files.iter().map(|(n, b)| (n.as_str(), &b[..])).collect();
-    server.create_repo(RepoKind::Model, "acme/tiny-qwen", false).unwrap();
-    server.commit(RepoKind::Model, "acme/tiny-qwen", &files).unwrap();
+    server
+        .create_repo(RepoKind::Model, "acme/tiny-qwen", false)
+        .unwrap();
+    server
+        .commit(RepoKind::Model, "acme/tiny-qwen", &files)
+        .unwrap();
     let data = std::fs::read(demo_dir().join("on_topic.jsonl")).unwrap();
-    server.create_repo(RepoKind::Dataset, "miner/on-topic", false).unwrap();
+    server
+        .create_repo(RepoKind::Dataset, "miner/on-topic", false)
+        .unwrap();
     let revision = server
-        .commit(RepoKind::Dataset, "miner/on-topic", &[("data.jsonl", &data)])
+        .commit(
+            RepoKind::Dataset,
+            "miner/on-topic",
+            &[("data.jsonl", &data)],
+        )
         .unwrap();
     commit(&node, "miner/on-topic", &revision);
     let (addr, _node_server) = node.serve_ws().await.unwrap();
@@ -283,8 +303,7 @@ async fn a_hub_answering_503_at_start_up_is_waited_for() {
     assert!(log.contains("start-up step failed, retrying"), "{log}");
     assert!(log.contains("503"), "the cause is logged: {log}");
     let report: EpochReport =
-        serde_json::from_str(String::from_utf8_lossy(&out.stdout).lines().next().unwrap())
-            .unwrap();
+        serde_json::from_str(String::from_utf8_lossy(&out.stdout).lines().next().unwrap()).unwrap();
     let line = report.miners.iter().find(|m| m.uid == miner).unwrap();
     assert!(line.eval_loss.is_some_and(|l| l.is_finite()), "{line:?}");
     assert_eq!(node.weights_of(NETUID, 0), Some(vec![(miner, 65535)]));
@@ -297,17 +316,27 @@ async fn no_validator_permit_is_reported_every_epoch_and_sigterm_or_ctrl_c_exit_
     let revision = publish_local(dir.path()).await;
     commit(&node, "miner/on-topic", &revision);
     let (addr, _server) = node.serve_ws().await.unwrap();
-    let config = write_config(dir.path(), &format!("ws://{addr}"), &local_hub(), QUICK_TRAINING);
+    let config = write_config(
+        dir.path(),
+        &format!("ws://{addr}"),
+        &local_hub(),
+        QUICK_TRAINING,
+    );
     let db = dir.path().join("state/validator.sqlite");
 
     let (mut child, _, stderr) = spawn(&config, &[]);
-    let failures = |log: &str| log.matches("NeuronNoValidatorPermit").count()
-        + log.matches("has no validator permit").count();
+    let failures = |log: &str| {
+        log.matches("NeuronNoValidatorPermit").count()
+            + log.matches("has no validator permit").count()
+    };
     let err = stderr.clone();
     tokio::task::spawn_blocking(move || {
-        wait_until(Duration::from_secs(300), "two reported failures", &err, || {
-            failures(&read(&err)) >= 2
-        })
+        wait_until(
+            Duration::from_secs(300),
+            "two reported failures",
+            &err,
+            || failures(&read(&err)) >= 2,
+        )
     })
     .await
     .unwrap();
@@ -315,11 +344,10 @@ async fn no_validator_permit_is_reported_every_epoch_and_sigterm_or_ctrl_c_exit_
     assert!(meta(&db, "last_epoch_error").is_some_and(|m| m.contains("permit")));
     signal(&child, "TERM");
     let err = stderr.clone();
-    let status = tokio::task::spawn_blocking(move || {
-        wait_exit(&mut child, Duration::from_secs(60), &err)
-    })
-    .await
-    .unwrap();
+    let status =
+        tokio::task::spawn_blocking(move || wait_exit(&mut child, Duration::from_secs(60), &err))
+            .await
+            .unwrap();
     assert_eq!(status.code(), Some(0), "{}", read(&stderr));
     let shutdown = meta(&db, "last_shutdown").expect("the shutdown is recorded");
     assert!(shutdown.contains("SIGTERM"), "{shutdown}");
@@ -336,11 +364,10 @@ async fn no_validator_permit_is_reported_every_epoch_and_sigterm_or_ctrl_c_exit_
     .unwrap();
     signal(&child, "INT");
     let err = stderr.clone();
-    let status = tokio::task::spawn_blocking(move || {
-        wait_exit(&mut child, Duration::from_secs(60), &err)
-    })
-    .await
-    .unwrap();
+    let status =
+        tokio::task::spawn_blocking(move || wait_exit(&mut child, Duration::from_secs(60), &err))
+            .await
+            .unwrap();
     assert_eq!(status.code(), Some(0), "{}", read(&stderr));
     let shutdown = meta(&db, "last_shutdown").unwrap();
     assert!(shutdown.contains("Ctrl-C"), "{shutdown}");

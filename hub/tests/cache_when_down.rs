@@ -21,7 +21,9 @@ fn client(url: &str, cache: &std::path::Path) -> HubClient {
 async fn pinned_model_and_eval_set_come_from_the_cache_when_the_hub_is_down() {
     let server = HubServer::start().await.unwrap();
     let dir = tempfile::tempdir().unwrap();
-    server.create_repo(RepoKind::Model, "acme/sharded", false).unwrap();
+    server
+        .create_repo(RepoKind::Model, "acme/sharded", false)
+        .unwrap();
     let index = br#"{"metadata":{},"weight_map":{"a":"model-00001-of-00002.safetensors","b":"model-00002-of-00002.safetensors"}}"#;
     let model_sha = server
         .commit(
@@ -36,7 +38,9 @@ async fn pinned_model_and_eval_set_come_from_the_cache_when_the_hub_is_down() {
             ],
         )
         .unwrap();
-    server.create_repo(RepoKind::Model, "acme/single", false).unwrap();
+    server
+        .create_repo(RepoKind::Model, "acme/single", false)
+        .unwrap();
     let single_sha = server
         .commit(
             RepoKind::Model,
@@ -48,7 +52,9 @@ async fn pinned_model_and_eval_set_come_from_the_cache_when_the_hub_is_down() {
             ],
         )
         .unwrap();
-    server.create_repo(RepoKind::Dataset, "acme/eval", false).unwrap();
+    server
+        .create_repo(RepoKind::Dataset, "acme/eval", false)
+        .unwrap();
     let rows = b"{\"instruction\":\"a\",\"context\":\"\",\"response\":\"b\"}\n";
     let eval_sha = server
         .commit(RepoKind::Dataset, "acme/eval", &[("data.jsonl", rows)])

@@ -9,7 +9,11 @@ use subtensor::wallet::{create_wallet, WalletPath};
 
 fn miner(dir: &Path, endpoint: &str, args: &[&str]) -> (bool, String, Duration) {
     let config = dir.join("cluster.toml");
-    std::fs::write(&config, "mode = \"local\"\n[coordinator]\nstate_dir = \"state\"\n").unwrap();
+    std::fs::write(
+        &config,
+        "mode = \"local\"\n[coordinator]\nstate_dir = \"state\"\n",
+    )
+    .unwrap();
     let start = Instant::now();
     let out = Command::new(env!("CARGO_BIN_EXE_miner-cli"))
         .arg("--config")

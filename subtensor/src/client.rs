@@ -534,12 +534,11 @@ impl Subtensor {
             let bytes = self
                 .runtime_call(&at, "SubnetInfoRuntimeApi", "get_subnet_state", netuid)
                 .await?;
-            let stakes = decode_subnet_state(at.metadata_ref(), &bytes).map_err(|reason| {
-                Error::Decode {
+            let stakes =
+                decode_subnet_state(at.metadata_ref(), &bytes).map_err(|reason| Error::Decode {
                     item: item.into(),
                     reason,
-                }
-            })?;
+                })?;
             if let Some(stakes) = stakes {
                 apply_subnet_stakes(&mut neurons, &stakes);
             }

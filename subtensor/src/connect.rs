@@ -93,7 +93,11 @@ pub async fn reach(url: &str, timeout: Duration) -> Result<(), String> {
     let seconds = timeout.as_secs_f64();
     let addrs: Vec<std::net::SocketAddr> =
         match tokio::time::timeout(timeout, tokio::net::lookup_host((host.as_str(), port))).await {
-            Err(_) => return Err(format!("timeout: DNS lookup of {host} took over {seconds} s")),
+            Err(_) => {
+                return Err(format!(
+                    "timeout: DNS lookup of {host} took over {seconds} s"
+                ))
+            }
             Ok(Err(e)) => return Err(format!("DNS: cannot resolve host {host}: {e}")),
             Ok(Ok(addrs)) => addrs.collect(),
         };
@@ -107,7 +111,9 @@ pub async fn reach(url: &str, timeout: Duration) -> Result<(), String> {
         Ok(Err(e)) if e.kind() == std::io::ErrorKind::ConnectionRefused => Err(format!(
             "connection refused by {host}:{port} (is the node running and listening there?)"
         )),
-        Ok(Err(e)) => Err(format!("cannot open a TCP connection to {host}:{port}: {e}")),
+        Ok(Err(e)) => Err(format!(
+            "cannot open a TCP connection to {host}:{port}: {e}"
+        )),
         Ok(Ok(_)) => Ok(()),
     }
 }

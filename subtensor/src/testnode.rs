@@ -126,7 +126,9 @@ pub fn encode_subnet_state(netuid: u16, entries: &[StateEntry]) -> Vec<u8> {
     compacts(&mut out, &|e| e.tao_stake);
     compacts(&mut out, &|e| e.total_stake);
     n.encode_to(&mut out); // emission_history: one empty history per uid
-    entries.iter().for_each(|_| Compact(0u32).encode_to(&mut out));
+    entries
+        .iter()
+        .for_each(|_| Compact(0u32).encode_to(&mut out));
     out
 }
 

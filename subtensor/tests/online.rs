@@ -488,9 +488,9 @@ async fn stakes_are_the_sdk_s_alpha_tao_and_total_from_get_subnet_state() {
 
 #[test]
 fn the_test_node_s_subnet_state_decodes_with_the_recorded_runtime_s_type() {
+    use parity_scale_codec::Decode;
     use subtensor::client::decode_subnet_state;
     use subtensor::testnode::{encode_subnet_state, StateEntry, METADATA_V15};
-    use parity_scale_codec::Decode;
     let metadata = subxt::metadata::Metadata::decode(&mut &METADATA_V15[..]).unwrap();
     let entry = |i: u8, alpha, tao, total| StateEntry {
         hotkey: [i; 32],
@@ -505,7 +505,12 @@ fn the_test_node_s_subnet_state_decodes_with_the_recorded_runtime_s_type() {
     let stakes = decode_subnet_state(&metadata, &bytes).unwrap().unwrap();
     assert_eq!(stakes.len(), 2);
     assert_eq!(
-        (stakes[1].hotkey, stakes[1].alpha, stakes[1].tao, stakes[1].total),
+        (
+            stakes[1].hotkey,
+            stakes[1].alpha,
+            stakes[1].tao,
+            stakes[1].total
+        ),
         ([1; 32], 1 << 40, 3, 99)
     );
     assert_eq!(decode_subnet_state(&metadata, &[0]).unwrap(), None);
