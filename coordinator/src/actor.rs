@@ -3,13 +3,14 @@
 
 use ractor::{Actor, ActorProcessingErr, ActorRef, RpcReplyPort};
 
-use crate::epoch::Validator;
+use crate::epoch::{EpochError, Validator};
 use protocol::scoring::EpochReport;
 
 /// Messages the coordinator understands.
 pub enum CoordinatorMsg {
-    /// Run (or resume) one epoch and reply with its report or the reason it could not run.
-    RunEpoch(RpcReplyPort<Result<EpochReport, String>>),
+    /// Run (or resume) one epoch and reply with its report or the reason it could not run
+    /// (which the service sorts into transient and permanent, `crate::failure`).
+    RunEpoch(RpcReplyPort<Result<EpochReport, EpochError>>),
 }
 
 /// The coordinator actor.
@@ -36,7 +37,7 @@ impl Actor for Coordinator {
     ) -> Result<(), ActorProcessingErr> {
         match msg {
             CoordinatorMsg::RunEpoch(reply) => {
-                let result = validator.run_epoch().await.map_err(|e| e.to_string());
+                let result = validator.run_epoch().await;
                 let _ = reply.send(result);
             }
         }

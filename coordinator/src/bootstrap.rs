@@ -9,7 +9,7 @@ use hub::{Hub, HubClient};
 use protocol::commitment::Commitment;
 use protocol::config::{ClusterConfig, Mode, Paths};
 use subtensor::wallet::{load_coldkeypub, load_hotkey, load_or_create_wallet};
-use subtensor::{Chain, DevnetChain, Signer, SubtensorChain, WalletPath};
+use subtensor::{Chain, DevnetChain, Signer, WalletPath};
 
 /// The demo miners, in commit order: the duplicate commits last, so it is the later copy.
 pub const DEMO_MINERS: [&str; 5] = ["on_topic", "off_topic", "malformed", "partial", "duplicate"];
@@ -93,19 +93,6 @@ pub async fn devnet(
     if config.devnet.demo_miners {
         register_demo_miners(config, paths, &chain, hub.as_ref()).await?;
     }
-    Ok((chain, signer))
-}
-
-/// The subtensor node of a network mode and the validator's hotkey from its Bittensor wallet,
-/// checked: the endpoint answers, the netuid exists and the hotkey is registered on it. Each
-/// failure is one line naming the endpoint, netuid or hotkey.
-pub async fn subtensor_validator(
-    config: &ClusterConfig,
-) -> anyhow::Result<(Arc<SubtensorChain>, Signer)> {
-    let wallet = subtensor::args::wallet(config);
-    let signer = load_hotkey(&wallet).map_err(|e| anyhow::anyhow!("validator wallet: {e}"))?;
-    let chain = subtensor::args::connect(config).await?;
-    subtensor::args::check_registered(chain.as_ref(), config.netuid, &signer).await?;
     Ok((chain, signer))
 }
 

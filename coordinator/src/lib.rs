@@ -8,12 +8,15 @@
 //! private.
 
 mod actor;
+mod backoff;
 mod bench;
 mod bootstrap;
 mod commit_reveal;
 mod epoch;
+mod failure;
 mod metrics;
 mod remote;
+mod retrying_chain;
 mod schedule;
 mod service;
 mod state;

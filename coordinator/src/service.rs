@@ -1,6 +1,13 @@
 //! Running a validator: bootstrap from `cluster.toml`, start the worker actors and the
-//! `Coordinator` actor, run epochs until done or Ctrl-C, shut down cleanly.
+//! `Coordinator` actor, run epochs until done, Ctrl-C or SIGTERM, shut down cleanly.
+//!
+//! The service stays up (`docs/architecture.md`, "A service that stays up"): the chain and the
+//! hub are waited for at start-up, chain reads are retried inside an epoch
+//! ([`RetryingChain`]), a failed epoch is retried with backoff when the failure was transient
+//! and reported when it was permanent ([`crate::failure`]). Only invalid configuration ends
+//! the process with an error.
 
+use std::future::Future;
 use std::sync::atomic::AtomicU64;
 use std::sync::{Arc, Mutex};
 use std::time::Duration;
@@ -8,12 +15,16 @@ use std::time::Duration;
 use anyhow::Result;
 use protocol::config::{ClusterConfig, Paths};
 use ractor::Actor;
+use tokio::sync::watch;
 
 use crate::actor::{Coordinator, CoordinatorMsg};
+use crate::backoff::Backoff;
 use crate::bootstrap;
 use crate::epoch::Validator;
+use crate::failure::{self, Severity};
 use crate::metrics::Metrics;
 use crate::remote::RemoteArgs;
+use crate::retrying_chain::RetryingChain;
 use crate::schedule::WorkerHandle;
 use crate::state::State;
 use crate::supervisor::{ActorSlot, ProxySupervisor, SupervisorMsg};
@@ -26,14 +37,121 @@ use subtensor::Chain;
 use subtensor::Signer;
 use worker::runner::EvalRows;
 
-/// Runs validator epochs from `config` until `epochs` are done or Ctrl-C, handing each report
-/// to `on_report`; shuts the actors down cleanly either way.
+/// How long one chain read is retried inside an epoch before the epoch gives up (and is itself
+/// retried).
+const CHAIN_READ_BUDGET: Duration = Duration::from_secs(600);
+
+/// The signal that stopped the service, once one came (`Ctrl-C` or `SIGTERM`).
+type StopSignal = watch::Receiver<Option<&'static str>>;
+
+/// One listener for Ctrl-C and SIGTERM for the whole run, so a signal between two waits is
+/// not lost.
+fn stop_signal() -> Result<StopSignal> {
+    let (tx, rx) = watch::channel(None);
+    #[cfg(unix)]
+    let mut term = tokio::signal::unix::signal(tokio::signal::unix::SignalKind::terminate())
+        .map_err(|e| anyhow::anyhow!("cannot listen for SIGTERM: {e}"))?;
+    tokio::spawn(async move {
+        #[cfg(unix)]
+        let name = tokio::select! {
+            r = tokio::signal::ctrl_c() => r.ok().map(|_| "Ctrl-C"),
+            r = term.recv() => r.map(|_| "SIGTERM"),
+        };
+        #[cfg(not(unix))]
+        let name = tokio::signal::ctrl_c().await.ok().map(|_| "Ctrl-C");
+        if let Some(name) = name {
+            let _ = tx.send(Some(name));
+        }
+    });
+    Ok(rx)
+}
+
+/// Sleeps `delay` unless a stop signal comes first; `false` when it did.
+async fn sleep_or_stop(delay: Duration, stop: &mut StopSignal) -> bool {
+    if stop.borrow().is_some() {
+        return false;
+    }
+    tokio::select! {
+        _ = tokio::time::sleep(delay) => true,
+        _ = stop.changed() => false,
+    }
+}
+
+/// Runs a start-up step until it succeeds, retrying while `classify` calls its failure
+/// transient (each try logged with its cause and the next delay). `Ok(None)`: stopped by a
+/// signal while waiting.
+async fn until_up<T, F, Fut>(
+    what: &str,
+    stop: &mut StopSignal,
+    classify: impl Fn(&anyhow::Error) -> Severity,
+    mut step: F,
+) -> Result<Option<T>>
+where
+    F: FnMut() -> Fut,
+    Fut: Future<Output = Result<T>>,
+{
+    let mut backoff = Backoff::new(Duration::from_secs(1), Duration::from_secs(60));
+    loop {
+        if stop.borrow().is_some() {
+            return Ok(None);
+        }
+        let result = tokio::select! {
+            r = step() => r,
+            _ = stop.changed() => return Ok(None),
+        };
+        match result {
+            Ok(v) => return Ok(Some(v)),
+            Err(e) if classify(&e) == Severity::Transient => {
+                let delay = backoff.next_delay();
+                tracing::warn!(
+                    step = what,
+                    attempt = backoff.attempts(),
+                    cause = %format!("{e:#}"),
+                    next_try_in_ms = delay.as_millis() as u64,
+                    "start-up step failed, retrying"
+                );
+                if !sleep_or_stop(delay, stop).await {
+                    return Ok(None);
+                }
+            }
+            Err(e) => return Err(e),
+        }
+    }
+}
+
+/// A start-up chain failure: transient when the node did not answer.
+fn classify_chain_startup(e: &anyhow::Error) -> Severity {
+    if let Some(e) = e.downcast_ref::<subtensor::Error>() {
+        failure::of_subtensor(e)
+    } else if let Some(e) = e.downcast_ref::<subtensor::ChainError>() {
+        failure::of_chain(e)
+    } else {
+        Severity::Permanent
+    }
+}
+
+/// A start-up hub failure (model, eval set): transient when the hub did not answer.
+fn classify_hub_startup(e: &anyhow::Error) -> Severity {
+    match e.downcast_ref::<hub::resolve::ResolveError>() {
+        Some(hub::resolve::ResolveError::Model { source, .. })
+        | Some(hub::resolve::ResolveError::EvalSetDownload { source, .. }) => {
+            failure::of_hub(source)
+        }
+        _ => Severity::Permanent,
+    }
+}
+
+/// Runs validator epochs from `config` until `epochs` have ended or Ctrl-C / SIGTERM, handing
+/// each report to `on_report`; shuts the actors down cleanly either way and returns `Ok` on a
+/// signal. With `epochs`, an epoch that failed permanently counts as ended, and the run fails
+/// when the last one did.
 pub async fn run_validator(
     config: ClusterConfig,
     config_path: &std::path::Path,
     epochs: Option<u64>,
     mut on_report: impl FnMut(&EpochReport),
 ) -> Result<()> {
+    let mut stop = stop_signal()?;
     let paths = Paths::new(&config, config_path);
     let state = Arc::new(State::open(&paths.state_db())?);
     let (hub, hub_client) = hub::resolve::dataset_hub(&config, &paths)?;
@@ -41,11 +159,33 @@ pub async fn run_validator(
         let (chain, signer) = bootstrap::devnet(&config, &paths, hub.clone()).await?;
         (chain, signer)
     } else {
-        let (chain, signer) = bootstrap::subtensor_validator(&config).await?;
+        let wallet = subtensor::args::wallet(&config);
+        let signer = subtensor::wallet::load_hotkey(&wallet)
+            .map_err(|e| anyhow::anyhow!("validator wallet: {e}"))?;
+        let connect = || subtensor::args::connect(&config);
+        let Some(client) =
+            until_up("subtensor", &mut stop, classify_chain_startup, connect).await?
+        else {
+            return stopped(&state, &stop);
+        };
+        let chain: Arc<dyn Chain> = Arc::new(RetryingChain::new(
+            client,
+            Duration::from_secs(1),
+            Duration::from_secs(30),
+            CHAIN_READ_BUDGET,
+        ));
+        subtensor::args::check_registered(chain.as_ref(), config.netuid, &signer).await?;
         (chain, signer)
     };
-    let model_dir = bootstrap::model(&config, &paths, hub_client.as_ref()).await?;
-    let eval_path = hub::resolve::eval_set_path(&config, &paths, hub_client.as_ref()).await?;
+    let client = hub_client.as_ref();
+    let model = || bootstrap::model(&config, &paths, client);
+    let Some(model_dir) = until_up("model", &mut stop, classify_hub_startup, model).await? else {
+        return stopped(&state, &stop);
+    };
+    let eval = || async { Ok(hub::resolve::eval_set_path(&config, &paths, client).await?) };
+    let Some(eval_path) = until_up("eval set", &mut stop, classify_hub_startup, eval).await? else {
+        return stopped(&state, &stop);
+    };
     let (eval_rows, eval_hash, eval_bytes) = hub::resolve::eval_set(&config, &eval_path)?;
     let model_id = worker::checkpoint::model_id(&model_dir)?;
     tracing::info!(validator = %signer.account(), eval_rows = eval_rows.len(), model = %model_dir.display(), "starting");
@@ -161,7 +301,7 @@ pub async fn run_validator(
         config,
         chain,
         hub,
-        state,
+        state: state.clone(),
         signer,
         workers: workers.clone(),
         eval_hash,
@@ -173,41 +313,72 @@ pub async fn run_validator(
     let (coordinator, handle) = Actor::spawn(None, Coordinator, validator)
         .await
         .map_err(|e| anyhow::anyhow!("coordinator: {e}"))?;
-    // One Ctrl-C listener for the whole run, so a signal between two waits is not lost.
-    let (stop_tx, mut stop) = tokio::sync::watch::channel(false);
-    tokio::spawn(async move {
-        if tokio::signal::ctrl_c().await.is_ok() {
-            let _ = stop_tx.send(true);
-        }
-    });
-    let mut done = 0u64;
+    // Transient failures are retried at most every interval (and at least every 2 minutes).
+    let mut retry = Backoff::new(
+        Duration::from_secs(2),
+        interval.clamp(Duration::from_secs(2), Duration::from_secs(120)),
+    );
+    let mut ended = 0u64;
+    let mut last_failure = None;
     let result = loop {
-        if *stop.borrow() {
+        if stop.borrow().is_some() {
             break Ok(());
         }
         let epoch = async { ractor::call!(coordinator, CoordinatorMsg::RunEpoch) };
-        let report = tokio::select! {
+        let outcome = tokio::select! {
             r = epoch => r,
             _ = stop.changed() => break Ok(()),
         };
-        match report {
-            Ok(Ok(report)) => on_report(&report),
-            Ok(Err(e)) => break Err(anyhow::anyhow!("epoch failed: {e}")),
+        let delay = match outcome {
+            Ok(Ok(report)) => {
+                retry.reset();
+                last_failure = None;
+                on_report(&report);
+                ended += 1;
+                interval
+            }
+            Ok(Err(e)) if failure::of_epoch(&e) == Severity::Transient => {
+                let delay = retry.next_delay();
+                tracing::warn!(
+                    cause = %e,
+                    attempt = retry.attempts(),
+                    next_try_in_ms = delay.as_millis() as u64,
+                    "epoch interrupted by a transient failure; it resumes after the delay"
+                );
+                delay
+            }
+            Ok(Err(e)) => {
+                retry.reset();
+                tracing::error!(
+                    cause = %e,
+                    next_epoch_in_s = interval.as_secs(),
+                    "epoch failed; fix the cause on chain or in the wallet, the next epoch tries again"
+                );
+                let json = serde_json::json!({ "at": unix_now(), "error": e.to_string() });
+                if let Err(e) = state.set_meta("last_epoch_error", &json.to_string()) {
+                    tracing::warn!(error = %e, "recording the epoch failure");
+                }
+                last_failure = Some(e.to_string());
+                ended += 1;
+                interval
+            }
             Err(e) => break Err(anyhow::anyhow!("coordinator: {e}")),
+        };
+        if epochs.is_some_and(|n| ended >= n) {
+            break match last_failure.take() {
+                Some(e) => Err(anyhow::anyhow!("epoch failed: {e}")),
+                None => Ok(()),
+            };
         }
-        done += 1;
-        if epochs.is_some_and(|n| done >= n) {
+        if !sleep_or_stop(delay, &mut stop).await {
             break Ok(());
         }
-        tokio::select! {
-            _ = tokio::time::sleep(interval) => {}
-            _ = stop.changed() => break Ok(()),
-        }
     };
-    tracing::info!("shutting down");
-    // An epoch cut short by Ctrl-C stays open in the state and resumes on the next start; its
+    let signal = *stop.borrow();
+    tracing::info!(signal = signal.unwrap_or("none"), "shutting down");
+    // An epoch cut short by a signal stays open in the state and resumes on the next start; its
     // finished jobs are cached, the one in progress is trained again.
-    if *stop.borrow() {
+    if signal.is_some() {
         coordinator.kill();
         for s in &supervisors {
             s.kill();
@@ -225,5 +396,23 @@ pub async fn run_validator(
         }
     }
     let _ = handle.await;
+    record_shutdown(&state, signal);
     result
+}
+
+/// Records in the state why and when the service stopped (`meta.last_shutdown`). Every write
+/// before it was committed with `synchronous = FULL`, so nothing is left unflushed.
+fn record_shutdown(state: &State, signal: Option<&str>) {
+    let json = serde_json::json!({ "at": unix_now(), "signal": signal });
+    if let Err(e) = state.set_meta("last_shutdown", &json.to_string()) {
+        tracing::warn!(error = %e, "recording the shutdown");
+    }
+}
+
+/// The end of a run stopped by a signal during start-up.
+fn stopped(state: &State, stop: &StopSignal) -> Result<()> {
+    let signal = *stop.borrow();
+    tracing::info!(signal = signal.unwrap_or("none"), "stopped during start-up");
+    record_shutdown(state, signal);
+    Ok(())
 }

@@ -336,6 +336,17 @@ impl HubClient {
         for f in files {
             self.check_file(repo, rev_label, f)?;
         }
+        // Pinned and every file cached: served without asking the Hub (it may be down).
+        if is_sha40(rev_label) {
+            let sha = rev_label.to_ascii_lowercase();
+            let cached: Option<Vec<PathBuf>> = files
+                .iter()
+                .map(|f| cache::lookup(&self.cfg.cache_dir, RepoKind::Model, repo, &sha, f))
+                .collect();
+            if let Some(paths) = cached {
+                return Ok((sha, paths));
+            }
+        }
         if self.cfg.offline {
             let sha = self.cached_sha(RepoKind::Model, repo, rev_label, files.first().copied())?;
             let paths = files
@@ -397,6 +408,14 @@ impl HubClient {
         let (repo, revision) = parse_spec(spec)?;
         let rev_label = revision.unwrap_or("main");
         // Resolve the revision once; every file then comes from that one commit.
+        // Pinned and complete in the cache: no request at all, so the Hub may be down
+        // (huggingface_hub does the same for a commit hash).
+        if is_sha40(rev_label) {
+            if let Some(files) = self.cached_model(repo, &rev_label.to_ascii_lowercase()) {
+                tracing::debug!(repo, revision = %files.revision, "model served from the cache");
+                return Ok(files);
+            }
+        }
         let (sha, sharded) = if self.cfg.offline {
             let sha = self.cached_sha(RepoKind::Model, repo, rev_label, Some("config.json"))?;
             let sharded =
@@ -453,6 +472,31 @@ impl HubClient {
     }
 
     // ------------------------------------------------------------------ internals
+
+    /// Model `repo` at commit `sha` when the cache holds all of it: `config.json`,
+    /// `tokenizer.json`, and `model.safetensors` or every shard its index names.
+    fn cached_model(&self, repo: &str, sha: &str) -> Option<ModelFiles> {
+        const INDEX: &str = "model.safetensors.index.json";
+        let find = |f: &str| cache::lookup(&self.cfg.cache_dir, RepoKind::Model, repo, sha, f);
+        let config = find("config.json")?;
+        let tokenizer = find("tokenizer.json")?;
+        let weights = match find(INDEX) {
+            Some(index) => shard_names(repo, sha, &index)
+                .ok()?
+                .iter()
+                .map(|f| find(f))
+                .collect::<Option<Vec<_>>>()?,
+            None => vec![find("model.safetensors")?],
+        };
+        Some(ModelFiles {
+            repo: repo.into(),
+            revision: sha.into(),
+            config,
+            tokenizer,
+            weights,
+            dir: cache::snapshot_path(&self.cfg.cache_dir, RepoKind::Model, repo, sha, ""),
+        })
+    }
 
     fn offline_guard(&self, repo: &str, what: &str) -> Result<(), HubError> {
         if self.cfg.offline {

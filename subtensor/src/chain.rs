@@ -21,8 +21,24 @@ pub struct Neuron {
     pub hotkey: AccountId,
     /// The owning coldkey.
     pub coldkey: AccountId,
-    /// Total alpha staked on it, in the chain's smallest unit (sum over its stakers).
+    /// Alpha staked on it in this subnet, in the chain's smallest unit: the sum over its
+    /// stakers in `NeuronInfoLite.stake` (or `TotalHotkeyAlpha` from storage). Kept for the
+    /// table of `coordinator chain metagraph`; the SDK's names are below.
     pub stake: u64,
+    /// The Python SDK's `metagraph.alpha_stake` (`SubnetInfoRuntimeApi.get_subnet_state`), in
+    /// the smallest unit (the SDK divides by 10^9); [`Neuron::stake`] where the runtime has no
+    /// such API.
+    #[serde(default)]
+    pub alpha_stake: u64,
+    /// The SDK's `metagraph.tao_stake`: TAO staked on the hotkey on the root subnet, in rao;
+    /// `None` where the runtime has no `get_subnet_state`.
+    #[serde(default)]
+    pub tao_stake: Option<u64>,
+    /// The SDK's `metagraph.total_stake` (its `S`): alpha plus TAO weighted by the chain's
+    /// `TaoWeight`, as `get_subnet_state` computes it; `None` where the runtime has no such
+    /// API.
+    #[serde(default)]
+    pub total_stake: Option<u64>,
     /// Whether it may set weights on others.
     pub validator_permit: bool,
     /// The block of its last weight update (0: never).

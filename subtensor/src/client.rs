@@ -16,7 +16,7 @@ use subxt::client::{ClientAtBlock, OnlineClientAtBlockImpl};
 use subxt::config::SubstrateConfig;
 use subxt::dynamic::{self, Value};
 use subxt::error::{DispatchError, TransactionEventsError};
-use subxt::rpcs::client::reconnecting_rpc_client::{ExponentialBackoff, RpcClient as Reconnecting};
+use subxt::rpcs::client::reconnecting_rpc_client::RpcClient as Reconnecting;
 use subxt::rpcs::RpcClient;
 use subxt::tx::{Signer as TxSigner, TransactionStatus};
 use subxt::OnlineClient;
@@ -82,6 +82,9 @@ impl From<RawNeuron> for Neuron {
             hotkey: AccountId(n.hotkey),
             coldkey: AccountId(n.coldkey),
             stake: n.stake.iter().map(|(_, s)| *s).sum(),
+            alpha_stake: n.stake.iter().map(|(_, s)| *s).sum(),
+            tao_stake: None,
+            total_stake: None,
             validator_permit: n.validator_permit,
             last_update: n.last_update,
             active: n.active,
@@ -141,6 +144,86 @@ pub fn decode_hyperparams(
     Ok(raw.map(SubnetParams::from))
 }
 
+/// The stake vectors of `SubnetInfoRuntimeApi.get_subnet_state`, indexed by uid (the other
+/// fields of `SubnetState` are skipped by name).
+#[derive(DecodeAsType)]
+struct RawSubnetState {
+    hotkeys: Vec<[u8; 32]>,
+    alpha_stake: Vec<u64>,
+    tao_stake: Vec<u64>,
+    total_stake: Vec<u64>,
+}
+
+/// The stakes of one uid as `get_subnet_state` reports them.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct SubnetStake {
+    /// The hotkey at that uid.
+    pub hotkey: [u8; 32],
+    /// `alpha_stake`.
+    pub alpha: u64,
+    /// `tao_stake`.
+    pub tao: u64,
+    /// `total_stake`.
+    pub total: u64,
+}
+
+/// Decodes `get_subnet_state` output bytes (`Option<SubnetState>`) into the stakes by uid.
+/// `Ok(None)`: the subnet does not exist.
+pub fn decode_subnet_state(
+    metadata: &subxt::metadata::Metadata,
+    bytes: &[u8],
+) -> Result<Option<Vec<SubnetStake>>, String> {
+    let ty = metadata
+        .runtime_api_trait_by_name("SubnetInfoRuntimeApi")
+        .and_then(|t| t.method_by_name("get_subnet_state"))
+        .ok_or("the runtime has no SubnetInfoRuntimeApi.get_subnet_state")?
+        .output_ty();
+    let mut input = bytes;
+    let raw = Option::<RawSubnetState>::decode_as_type(&mut input, ty, metadata.types())
+        .map_err(|e| e.to_string())?;
+    if !input.is_empty() {
+        return Err(format!("{} trailing byte(s)", input.len()));
+    }
+    let Some(raw) = raw else { return Ok(None) };
+    let n = raw.hotkeys.len();
+    if raw.alpha_stake.len() != n || raw.tao_stake.len() != n || raw.total_stake.len() != n {
+        return Err(format!(
+            "{n} hotkeys but {} alpha_stake, {} tao_stake and {} total_stake entries",
+            raw.alpha_stake.len(),
+            raw.tao_stake.len(),
+            raw.total_stake.len()
+        ));
+    }
+    Ok(Some(
+        (0..n)
+            .map(|i| SubnetStake {
+                hotkey: raw.hotkeys[i],
+                alpha: raw.alpha_stake[i],
+                tao: raw.tao_stake[i],
+                total: raw.total_stake[i],
+            })
+            .collect(),
+    ))
+}
+
+/// Writes the stakes of `get_subnet_state` into `neurons` (by uid, checked against the
+/// hotkey); a neuron without a matching entry keeps the `NeuronInfoLite` fallback.
+pub fn apply_subnet_stakes(neurons: &mut [Neuron], stakes: &[SubnetStake]) {
+    for n in neurons.iter_mut() {
+        match stakes.get(n.uid as usize) {
+            Some(s) if s.hotkey == n.hotkey.0 => {
+                n.alpha_stake = s.alpha;
+                n.tao_stake = Some(s.tao);
+                n.total_stake = Some(s.total);
+            }
+            _ => tracing::warn!(
+                uid = n.uid,
+                "SubnetInfoRuntimeApi.get_subnet_state: no entry for this uid and hotkey"
+            ),
+        }
+    }
+}
+
 /// Where the metagraph is read from.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Default)]
 pub enum MetagraphSource {
@@ -171,31 +254,41 @@ impl std::fmt::Debug for Subtensor {
 }
 
 impl Subtensor {
-    /// Connects to `network`, giving up after `timeout` with [`Error::Connect`]. Later drops of
-    /// the WebSocket are reconnected with exponential backoff.
+    /// Connects to `network`: one attempt within `min(timeout, 10 s)` that fails with
+    /// [`Error::Connect`] naming the cause (refused, DNS, TLS, timeout; see [`crate::connect`]).
+    /// Once connected, drops of the WebSocket are reconnected with exponential backoff for as
+    /// long as the client lives; requests meanwhile fail with [`Error::Timeout`].
     pub async fn connect(network: &Network, timeout: Duration) -> Result<Subtensor, Error> {
         let connect_error = |reason: String| Error::Connect {
             endpoint: network.to_string(),
             reason,
         };
-        let policy = ExponentialBackoff::from_millis(100)
-            .max_delay(Duration::from_secs(10))
-            .take(8);
+        let first = timeout.min(crate::connect::CONNECT_TIMEOUT);
+        crate::connect::reach(&network.url, first)
+            .await
+            .map_err(connect_error)?;
+        let policy = crate::connect::ReconnectPolicy::new();
         let building = Reconnecting::builder()
-            .retry_policy(policy)
-            .connection_timeout(timeout)
+            .retry_policy(policy.clone())
+            .connection_timeout(first)
             .request_timeout(timeout)
             .build(network.url.clone());
-        let rpc = match tokio::time::timeout(timeout, building).await {
+        let rpc = match tokio::time::timeout(first, building).await {
             Err(_) => {
                 return Err(connect_error(format!(
-                    "no connection within {} s",
-                    timeout.as_secs()
+                    "timeout: no WebSocket handshake within {} s",
+                    first.as_secs()
                 )))
             }
-            Ok(Err(e)) => return Err(connect_error(e.to_string())),
+            Ok(Err(e)) => {
+                return Err(connect_error(crate::connect::handshake_cause(
+                    network.is_secure(),
+                    &e.to_string(),
+                )))
+            }
             Ok(Ok(rpc)) => rpc,
         };
+        policy.set_connected();
         Subtensor::from_rpc(RpcClient::new(rpc), &network.to_string(), timeout).await
     }
 
@@ -318,6 +411,9 @@ impl Subtensor {
                 hotkey: AccountId(hotkey),
                 coldkey: AccountId(coldkey),
                 stake,
+                alpha_stake: stake,
+                tao_stake: None,
+                total_stake: None,
                 validator_permit: permits.get(i).copied().unwrap_or(false),
                 last_update: last_update.get(i).copied().unwrap_or(0),
                 active: active.get(i).copied().unwrap_or(false),
@@ -431,6 +527,22 @@ impl Subtensor {
             self.neurons_from_storage(&at, netuid).await?
         };
         neurons.sort_by_key(|n| n.uid);
+        if self.source == MetagraphSource::Auto
+            && has_runtime_api(&at, "SubnetInfoRuntimeApi", "get_subnet_state")
+        {
+            let item = "SubnetInfoRuntimeApi.get_subnet_state";
+            let bytes = self
+                .runtime_call(&at, "SubnetInfoRuntimeApi", "get_subnet_state", netuid)
+                .await?;
+            let stakes =
+                decode_subnet_state(at.metadata_ref(), &bytes).map_err(|reason| Error::Decode {
+                    item: item.into(),
+                    reason,
+                })?;
+            if let Some(stakes) = stakes {
+                apply_subnet_stakes(&mut neurons, &stakes);
+            }
+        }
         let epoch_index = self.epoch_index_at(&at, netuid).await?;
         Ok(Metagraph {
             netuid,
@@ -786,6 +898,13 @@ fn check_lengths(call: &str, uids: &[u16], values: &[u16]) -> Result<(), Error> 
         });
     }
     Ok(())
+}
+
+fn has_runtime_api(at: &AtBlock, api: &str, method: &str) -> bool {
+    at.metadata_ref()
+        .runtime_api_trait_by_name(api)
+        .and_then(|t| t.method_by_name(method))
+        .is_some()
 }
 
 fn has_storage(at: &AtBlock, pallet: &str, item: &str) -> bool {

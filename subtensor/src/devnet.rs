@@ -714,6 +714,10 @@ impl Chain for DevnetChain {
                         hotkey: account_at(r, 1)?,
                         coldkey: account_at(r, 2)?,
                         stake: r.get::<_, i64>(3)? as u64,
+                        // The devnet has alpha stake only: no root subnet, no TAO.
+                        alpha_stake: r.get::<_, i64>(3)? as u64,
+                        tao_stake: Some(0),
+                        total_stake: Some(r.get::<_, i64>(3)? as u64),
                         validator_permit: r.get(4)?,
                         last_update: r.get::<_, i64>(5)? as u64,
                         active: true,

@@ -6,6 +6,7 @@
 //! - [`subtensor_chain`]: [`Chain`] on a subtensor node ([`SubtensorChain`]).
 //! - [`devnet`] (feature `devnet`): the embedded chain in one SQLite file.
 //! - [`client`]: the online subxt client (connection, timeouts, reads, signed extrinsics).
+//! - [`connect`]: the first connection attempt and its cause, the endless reconnect policy.
 //! - [`account`]: account ids and their SS58 addresses.
 //! - [`wallet`]: sr25519 keys in Bittensor's wallet layout, the [`Signer`].
 //! - [`hotkey`]: the signing key (mini-secret, mnemonic or btwallet `privateKey`).
@@ -23,6 +24,7 @@ pub mod args;
 pub mod chain;
 pub mod client;
 pub mod commitment_data;
+pub mod connect;
 #[cfg(feature = "devnet")]
 pub mod devnet;
 pub mod error;

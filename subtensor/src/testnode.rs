@@ -67,8 +67,69 @@ struct NeuronState {
     hotkey: [u8; 32],
     coldkey: [u8; 32],
     stake: u64,
+    /// TAO staked on the hotkey on the root subnet (rao), for `get_subnet_state`.
+    tao_stake: u64,
     validator_permit: bool,
     last_update: u64,
+}
+
+/// The chain's default `TaoWeight` (0.18) as a fraction: `total_stake = alpha + tao * 18/100`.
+const TAO_WEIGHT_PERCENT: u64 = 18;
+
+/// One uid of `SubnetState` as the test node fills it in (the rest are zero).
+#[derive(Debug, Clone)]
+pub struct StateEntry {
+    /// Hotkey.
+    pub hotkey: [u8; 32],
+    /// Coldkey.
+    pub coldkey: [u8; 32],
+    /// Validator permit.
+    pub validator_permit: bool,
+    /// Block of the last weight update.
+    pub last_update: u64,
+    /// `alpha_stake`.
+    pub alpha_stake: u64,
+    /// `tao_stake`.
+    pub tao_stake: u64,
+    /// `total_stake`.
+    pub total_stake: u64,
+}
+
+/// The SCALE encoding of `Option<SubnetState<AccountId32>>` (spec 461 field order, subtensor's
+/// `rpc_info/show_subnet.rs`; checked by decoding it with the recorded metadata's type in this
+/// crate's tests).
+pub fn encode_subnet_state(netuid: u16, entries: &[StateEntry]) -> Vec<u8> {
+    let n = Compact(entries.len() as u32);
+    let mut out = vec![1u8];
+    Compact(netuid).encode_to(&mut out);
+    n.encode_to(&mut out);
+    entries.iter().for_each(|e| out.extend(e.hotkey));
+    n.encode_to(&mut out);
+    entries.iter().for_each(|e| out.extend(e.coldkey));
+    n.encode_to(&mut out);
+    entries.iter().for_each(|_| true.encode_to(&mut out)); // active
+    n.encode_to(&mut out);
+    entries
+        .iter()
+        .for_each(|e| e.validator_permit.encode_to(&mut out));
+    let compacts = |out: &mut Vec<u8>, f: &dyn Fn(&StateEntry) -> u64| {
+        n.encode_to(out);
+        entries.iter().for_each(|e| Compact(f(e)).encode_to(out));
+    };
+    compacts(&mut out, &|_| 65535); // pruning_score
+    compacts(&mut out, &|e| e.last_update);
+    for _ in 0..7 {
+        // emission, dividends, incentives, consensus, trust, rank, block_at_registration
+        compacts(&mut out, &|_| 0);
+    }
+    compacts(&mut out, &|e| e.alpha_stake);
+    compacts(&mut out, &|e| e.tao_stake);
+    compacts(&mut out, &|e| e.total_stake);
+    n.encode_to(&mut out); // emission_history: one empty history per uid
+    entries
+        .iter()
+        .for_each(|_| Compact(0u32).encode_to(&mut out));
+    out
 }
 
 /// One `WeightCommits` entry: (hash, commit epoch, commit block, unused).
@@ -594,6 +655,26 @@ impl Node {
                     None => vec![0u8],
                 })
             }
+            "SubnetInfoRuntimeApi_get_subnet_state" => {
+                let netuid = netuid()?;
+                let Some(subnet) = block.state.subnets.get(&netuid) else {
+                    return Ok(vec![0u8]);
+                };
+                let entries: Vec<StateEntry> = subnet
+                    .neurons
+                    .iter()
+                    .map(|n| StateEntry {
+                        hotkey: n.hotkey,
+                        coldkey: n.coldkey,
+                        validator_permit: n.validator_permit,
+                        last_update: n.last_update,
+                        alpha_stake: n.stake,
+                        tao_stake: n.tao_stake,
+                        total_stake: n.stake + n.tao_stake * TAO_WEIGHT_PERCENT / 100,
+                    })
+                    .collect();
+                Ok(encode_subnet_state(netuid, &entries))
+            }
             "NeuronInfoRuntimeApi_get_neurons_lite" => {
                 let netuid = netuid()?;
                 let Some(subnet) = block.state.subnets.get(&netuid) else {
@@ -1039,12 +1120,29 @@ impl TestNode {
                 hotkey,
                 coldkey,
                 stake,
+                tao_stake: 0,
                 validator_permit,
                 last_update: 0,
             });
             let uid = subnet.neurons.len() as u16 - 1;
             n.seal(Vec::new(), Vec::<u8>::new().encode());
             uid
+        })
+    }
+
+    /// Sets the TAO staked on `uid`'s hotkey on the root subnet (what makes `total_stake` differ
+    /// from `alpha_stake` in `get_subnet_state`).
+    pub fn set_tao_stake(&self, netuid: u16, uid: u16, rao: u64) {
+        self.with(|n| {
+            if let Some(neuron) = n
+                .state
+                .subnets
+                .get_mut(&netuid)
+                .and_then(|s| s.neurons.get_mut(uid as usize))
+            {
+                neuron.tao_stake = rao;
+            }
+            n.seal(Vec::new(), Vec::<u8>::new().encode());
         })
     }
 

@@ -436,7 +436,14 @@ async fn the_metagraph_from_storage_equals_the_runtime_apis_answer() {
             .any(|c| c.contains("NeuronInfoRuntimeApi") || c.contains("SubnetInfoRuntimeApi")),
         "{calls:?}"
     );
-    assert_eq!(from_storage, apis.metagraph(NETUID).await.unwrap());
+    // Storage has no `get_subnet_state`: the SDK's TAO and total stakes are unknown there, and
+    // alpha stake falls back to `TotalHotkeyAlpha`.
+    let mut from_apis = apis.metagraph(NETUID).await.unwrap();
+    for n in &mut from_apis.neurons {
+        assert!(n.tao_stake.is_some() && n.total_stake.is_some(), "{n:?}");
+        (n.tao_stake, n.total_stake) = (None, None);
+    }
+    assert_eq!(from_storage, from_apis);
     assert_eq!(from_storage.params.reveal_period, 2);
     assert_eq!(from_storage.neurons[0].stake, 5_000);
     let err = storage.metagraph(99).await.unwrap_err();
@@ -444,4 +451,69 @@ async fn the_metagraph_from_storage_equals_the_runtime_apis_answer() {
         matches!(err, Error::UnknownNetuid { netuid: 99, .. }),
         "{err}"
     );
+}
+
+#[tokio::test]
+async fn stakes_are_the_sdk_s_alpha_tao_and_total_from_get_subnet_state() {
+    let node = subnet(SubnetConfig::default());
+    // Charlie also has TAO staked on root: his total stake is alpha + 0.18 × TAO.
+    node.set_tao_stake(NETUID, 2, 1_000);
+    let chain = client(&node).await;
+    let mg = chain.metagraph(NETUID).await.unwrap();
+    let calls = node.calls();
+    assert!(
+        calls.contains(&"state_call:SubnetInfoRuntimeApi_get_subnet_state".to_string()),
+        "{calls:?}"
+    );
+    let stakes: Vec<(u64, Option<u64>, Option<u64>)> = mg
+        .neurons
+        .iter()
+        .map(|n| (n.alpha_stake, n.tao_stake, n.total_stake))
+        .collect();
+    assert_eq!(
+        stakes,
+        vec![
+            (5_000, Some(0), Some(5_000)),
+            (10, Some(0), Some(10)),
+            (20, Some(1_000), Some(200)),
+        ]
+    );
+    // `stake` stays the NeuronInfoLite sum.
+    assert_eq!(mg.neurons[2].stake, 20);
+    let json = serde_json::to_value(&mg).unwrap();
+    assert_eq!(json["neurons"][2]["total_stake"], 200);
+    assert_eq!(json["neurons"][2]["alpha_stake"], 20);
+    assert_eq!(json["neurons"][2]["tao_stake"], 1_000);
+}
+
+#[test]
+fn the_test_node_s_subnet_state_decodes_with_the_recorded_runtime_s_type() {
+    use parity_scale_codec::Decode;
+    use subtensor::client::decode_subnet_state;
+    use subtensor::testnode::{encode_subnet_state, StateEntry, METADATA_V15};
+    let metadata = subxt::metadata::Metadata::decode(&mut &METADATA_V15[..]).unwrap();
+    let entry = |i: u8, alpha, tao, total| StateEntry {
+        hotkey: [i; 32],
+        coldkey: [9; 32],
+        validator_permit: i == 0,
+        last_update: 7,
+        alpha_stake: alpha,
+        tao_stake: tao,
+        total_stake: total,
+    };
+    let bytes = encode_subnet_state(NETUID, &[entry(0, 5, 0, 5), entry(1, 1 << 40, 3, 99)]);
+    let stakes = decode_subnet_state(&metadata, &bytes).unwrap().unwrap();
+    assert_eq!(stakes.len(), 2);
+    assert_eq!(
+        (
+            stakes[1].hotkey,
+            stakes[1].alpha,
+            stakes[1].tao,
+            stakes[1].total
+        ),
+        ([1; 32], 1 << 40, 3, 99)
+    );
+    assert_eq!(decode_subnet_state(&metadata, &[0]).unwrap(), None);
+    let err = decode_subnet_state(&metadata, &[bytes.clone(), vec![0]].concat()).unwrap_err();
+    assert!(err.contains("trailing"), "{err}");
 }
