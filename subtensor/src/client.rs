@@ -81,7 +81,12 @@ impl From<RawNeuron> for Neuron {
             uid: n.uid,
             hotkey: AccountId(n.hotkey),
             coldkey: AccountId(n.coldkey),
-            stake: n.stake.iter().map(|(_, s)| *s).sum(),
+            // Saturating: the chain's numbers are not ours to trust, and `sum` panics on
+            // overflow in a debug build.
+            stake: n
+                .stake
+                .iter()
+                .fold(0u64, |total, (_, s)| total.saturating_add(*s)),
             validator_permit: n.validator_permit,
             last_update: n.last_update,
             active: n.active,
@@ -794,4 +799,23 @@ fn has_storage(at: &AtBlock, pallet: &str, item: &str) -> bool {
         .and_then(|p| p.storage())
         .and_then(|s| s.entry_by_name(item))
         .is_some()
+}
+
+#[cfg(test)]
+mod stake_tests {
+    use super::*;
+
+    #[test]
+    fn stakes_that_overflow_saturate() {
+        let raw = RawNeuron {
+            hotkey: [1; 32],
+            coldkey: [2; 32],
+            uid: 3,
+            active: true,
+            stake: vec![([4; 32], u64::MAX), ([5; 32], 7)],
+            last_update: 0,
+            validator_permit: false,
+        };
+        assert_eq!(Neuron::from(raw).stake, u64::MAX);
+    }
 }
