@@ -117,7 +117,7 @@ struct Queue {
 }
 
 enum Next {
-    Run(Queued),
+    Run(Box<Queued>),
     Wait,
     Done,
 }
@@ -148,7 +148,7 @@ impl Queue {
         match takeable.and_then(|at| self.jobs.remove(at)) {
             Some(queued) => {
                 self.in_flight += 1;
-                Next::Run(queued)
+                Next::Run(Box::new(queued))
             }
             None if self.in_flight > 0 || !self.jobs.is_empty() => Next::Wait,
             None => Next::Done,
@@ -275,7 +275,7 @@ async fn work<H: JobHooks>(
             if let Some(e) = &failure {
                 queued.failed_on.push(index);
                 queued.last_error = e.clone();
-                q.jobs.push_front(queued);
+                q.jobs.push_front(*queued);
             }
         }
         changed.notify_waiters();
