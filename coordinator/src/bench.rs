@@ -244,6 +244,7 @@ pub async fn run(args: &ClusterBenchArgs) -> Result<()> {
     let started = Instant::now();
     let done = schedule(&workers, jobs, Arc::new(NoHooks))
         .await
+        .map(|s| s.finished)
         .unwrap_or_default();
     let makespan = started.elapsed().as_secs_f64();
     let cpu = cpu_seconds() - cpu_before;

@@ -25,7 +25,7 @@ use protocol::scoring::{
 use subtensor::{AccountId, Chain, ChainError, Metagraph, Signer};
 
 use crate::metrics::Metrics;
-use crate::schedule::{schedule, JobHooks, WorkerHandle};
+use crate::schedule::{schedule, GivenUp, JobHooks, Schedule, WorkerHandle};
 use crate::state::{CacheKey, PendingWeights, State, StateError};
 use crate::worker_actor::{Job, JobOutcome, ValidatedFile};
 
@@ -100,6 +100,26 @@ impl JobHooks for EpochHooks {
     ) -> Result<(), StateError> {
         self.state.abandon_job(token, worker, reason)
     }
+
+    /// A job given up after failing on several workers: when those workers trained other jobs
+    /// this round, the job is what fails, and its failure is cached for the miner like any
+    /// other (a job run of its own records it); otherwise nothing is cached and the report line
+    /// says why.
+    fn given_up(&self, job: &Job, given_up: &GivenUp) -> Result<(), StateError> {
+        if !given_up.charged {
+            return Ok(());
+        }
+        let key = self
+            .keys
+            .get(&job.id)
+            .ok_or_else(|| StateError(format!("job {} has no cache key", job.id)))?;
+        let outcome = JobOutcome::Failed(given_up.reason());
+        self.metrics.record_outcome(job.uid, &outcome);
+        let json = serde_json::to_string(&outcome).map_err(|e| StateError(e.to_string()))?;
+        let token = self.state.begin_job(self.epoch, job.uid, &key.revision)?;
+        self.state
+            .finish_job(token, key, &json, &given_up.workers.join(","))
+    }
 }
 
 /// Everything an epoch needs.
@@ -145,6 +165,24 @@ struct EpochStart {
     scores: BTreeMap<u16, (String, f64)>,
 }
 
+/// The stored scores of an epoch that already applied its update, for the neurons of `hotkeys`:
+/// a uid whose hotkey changed since (deregistered and taken by another) starts again from 0.
+fn applied_scores(
+    stored: &BTreeMap<u16, (String, f64)>,
+    hotkeys: &BTreeMap<u16, String>,
+) -> BTreeMap<u16, (String, f64)> {
+    hotkeys
+        .iter()
+        .map(|(uid, hotkey)| {
+            let score = match stored.get(uid) {
+                Some((h, s)) if h == hotkey => *s,
+                _ => 0.0,
+            };
+            (*uid, (hotkey.clone(), score))
+        })
+        .collect()
+}
+
 /// Writes `bytes` to `path` through a temporary file and a rename, so a reader never sees half
 /// a file.
 fn write_atomically(path: &Path, bytes: &[u8]) -> std::io::Result<()> {
@@ -169,10 +207,13 @@ impl Validator {
         let mut entries = self.fetch_and_check(&start).await;
         self.drop_content_duplicates(&mut entries);
         let jobs = self.select(&entries, &start.scores)?;
-        let trained_by = self.train(start.epoch, jobs).await?;
-        let (scored, cached) = self.collect_losses(&mut entries, &trained_by)?;
+        let Schedule {
+            finished: trained_by,
+            given_up,
+        } = self.train(start.epoch, jobs).await?;
+        let (scored, cached) = self.collect_losses(&mut entries, &trained_by, &given_up)?;
         let scored = self.drop_loss_duplicates(&mut entries, scored);
-        let emission = self.score(&mut entries, &scored, &start.scores)?;
+        let emission = self.score(start.epoch, &mut entries, &scored, &start.scores)?;
         let (weights_block, weights_note) = self.emit_weights(&start, &emission).await?;
         self.persist(EpochReport {
             epoch: start.epoch,
@@ -354,12 +395,13 @@ impl Validator {
     }
 
     /// Collect: every valid submission's outcome under the current cache key (trained now or
-    /// cached), as the scored field and the number of cached losses used; a failed, timed-out or
-    /// still-queued submission gets its reason.
+    /// cached), as the scored field and the number of cached losses used; a failed, timed-out,
+    /// given-up or still-queued submission gets its reason.
     fn collect_losses(
         &self,
         entries: &mut BTreeMap<u16, Entry>,
         trained_by: &BTreeMap<u16, String>,
+        given_up: &BTreeMap<u16, GivenUp>,
     ) -> Result<(Vec<ScoredMiner>, usize), EpochError> {
         let mut scored = Vec::new();
         let mut cached = 0;
@@ -371,10 +413,19 @@ impl Validator {
                 .state
                 .cached_outcome(&self.cache_key(&commitment.revision))?
             else {
-                e.line.reason = "waiting in the EvalQueue".into();
+                e.line.reason = match given_up.get(&e.line.uid) {
+                    Some(g) => format!(
+                        "not trained this epoch (not charged: its workers trained nothing else): {}",
+                        g.reason()
+                    ),
+                    None => "waiting in the EvalQueue".into(),
+                };
                 continue;
             };
-            e.line.worker = trained_by.get(&e.line.uid).cloned();
+            e.line.worker = trained_by
+                .get(&e.line.uid)
+                .cloned()
+                .or_else(|| given_up.get(&e.line.uid).map(|g| g.workers.join(",")));
             e.line.cached = e.line.worker.is_none();
             match serde_json::from_str::<JobOutcome>(&json) {
                 Ok(JobOutcome::Done(report)) if !report.eval_loss.is_finite() => {
@@ -419,8 +470,14 @@ impl Validator {
 
     /// Score: win rates and epoch weights under the `[scoring]` policy, the new moving-average
     /// scores (stored), and the u16 emission they give; every line gets its numbers.
+    ///
+    /// The update is applied once per epoch: the scores are stored together with the epoch they
+    /// include. An epoch resumed after a failure or a crash between this step and its end (a
+    /// failed `set_weights`, Ctrl-C) finds its own update already stored and uses those scores
+    /// as they are (`docs/scoring.md`).
     fn score(
         &self,
+        epoch: u64,
         entries: &mut BTreeMap<u16, Entry>,
         scored: &[ScoredMiner],
         scores: &BTreeMap<u16, (String, f64)>,
@@ -454,7 +511,16 @@ impl Validator {
                 (w, new)
             }
         };
-        self.state.set_scores(&new_scores)?;
+        let new_scores = if self.state.scores_epoch()? == Some(epoch) {
+            tracing::info!(
+                epoch,
+                "this epoch's scores were already applied; not applying them again"
+            );
+            applied_scores(scores, &hotkeys)
+        } else {
+            self.state.set_scores(epoch, &new_scores)?;
+            new_scores
+        };
         let score_map: BTreeMap<u16, f64> = new_scores.iter().map(|(u, (_, s))| (*u, *s)).collect();
         let emission = to_u16_weights(&score_map);
         for e in entries.values_mut() {
@@ -534,14 +600,15 @@ impl Validator {
     }
 
     /// Runs jobs on the workers ([`schedule`]): every job is recorded before it is sent and its
-    /// outcome stored under its cache key as it arrives. Returns uid → worker.
+    /// outcome stored under its cache key as it arrives. Returns uid → worker, and the jobs
+    /// given up.
     async fn train(
         &self,
         epoch: u64,
         jobs: Vec<(Job, CacheKey, usize)>,
-    ) -> Result<BTreeMap<u16, String>, EpochError> {
+    ) -> Result<Schedule, EpochError> {
         if jobs.is_empty() {
-            return Ok(BTreeMap::new());
+            return Ok(Schedule::default());
         }
         if self.workers.is_empty() {
             return Err(EpochError::NoWorkers);

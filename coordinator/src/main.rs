@@ -288,7 +288,7 @@ async fn show_chain(
                         "uid": c.uid,
                         "hotkey": c.hotkey.to_ss58(),
                         "block": c.block,
-                        "text": String::from_utf8_lossy(&c.data),
+                        "text": protocol::text::printable(&String::from_utf8_lossy(&c.data)),
                         "repo": parsed.as_ref().ok().map(|p| p.repo.clone()),
                         "competition": parsed.as_ref().ok().map(|p| p.competition_id.clone()),
                         "revision": parsed.as_ref().ok().map(|p| p.revision.clone()),

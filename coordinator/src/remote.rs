@@ -162,17 +162,11 @@ impl Actor for RemoteWorker {
     }
 }
 
-/// Text a worker wrote, fit to store and log: control characters escaped, cut short.
+/// Text a worker wrote, fit to store and log: control characters and bidi overrides escaped
+/// ([`protocol::text::printable`]), cut short.
 fn clean(text: &str) -> String {
-    let mut escaped = String::new();
-    for c in text.chars().take(MAX_WORKER_TEXT) {
-        if c.is_control() {
-            escaped.extend(c.escape_default());
-        } else {
-            escaped.push(c);
-        }
-    }
-    bounded(&escaped, MAX_WORKER_TEXT)
+    let head: String = text.chars().take(MAX_WORKER_TEXT).collect();
+    bounded(&protocol::text::printable(&head), MAX_WORKER_TEXT)
 }
 
 /// The miner's outcome of a job from the worker's result, or `Err` when the result is the

@@ -160,6 +160,34 @@ fn now() -> i64 {
         .unwrap_or(0)
 }
 
+/// Makes the database file readable by its owner only (it holds commit-reveal salts): created
+/// with mode 0600, or narrowed to it when it exists with more. SQLite gives its `-wal` and
+/// `-shm` files the database file's mode.
+fn owner_only(path: &Path) -> std::io::Result<()> {
+    #[cfg(unix)]
+    {
+        use std::os::unix::fs::{OpenOptionsExt, PermissionsExt};
+        match std::fs::OpenOptions::new()
+            .write(true)
+            .create_new(true)
+            .mode(0o600)
+            .open(path)
+        {
+            Ok(_) => {}
+            Err(e) if e.kind() == std::io::ErrorKind::AlreadyExists => {
+                let mode = std::fs::metadata(path)?.permissions().mode();
+                if mode & 0o077 != 0 {
+                    std::fs::set_permissions(path, std::fs::Permissions::from_mode(mode & 0o700))?;
+                }
+            }
+            Err(e) => return Err(e),
+        }
+    }
+    #[cfg(not(unix))]
+    let _ = path;
+    Ok(())
+}
+
 fn schema_version(db: &Connection) -> Result<i64, rusqlite::Error> {
     let text: Option<String> = db
         .query_row(
@@ -178,6 +206,7 @@ impl State {
         if let Some(dir) = path.parent().filter(|d| !d.as_os_str().is_empty()) {
             std::fs::create_dir_all(dir).map_err(|e| fail(&e))?;
         }
+        owner_only(path).map_err(|e| fail(&e))?;
         let mut db = Connection::open(path).map_err(|e| fail(&e))?;
         db.busy_timeout(Duration::from_secs(10))
             .map_err(|e| fail(&e))?;
@@ -444,8 +473,31 @@ impl State {
         })
     }
 
-    /// Replaces all scores (each must be finite).
-    pub fn set_scores(&self, scores: &BTreeMap<u16, (String, f64)>) -> Result<(), StateError> {
+    /// The epoch whose moving-average update the stored scores include, if any: an epoch
+    /// resumed after a crash between its score update and its end must not apply it again.
+    pub fn scores_epoch(&self) -> Result<Option<u64>, StateError> {
+        self.read("scores_epoch", |db| {
+            db.query_row(
+                "SELECT value FROM meta WHERE key = 'scores_epoch'",
+                [],
+                |r| r.get::<_, String>(0),
+            )
+            .optional()
+        })?
+        .map(|v| {
+            v.parse()
+                .map_err(|e| StateError(format!("scores_epoch: {v:?}: {e}")))
+        })
+        .transpose()
+    }
+
+    /// Replaces all scores (each must be finite) with the ones `epoch` produced, and records
+    /// `epoch` as [`Self::scores_epoch`] in the same transaction (`docs/state.md`).
+    pub fn set_scores(
+        &self,
+        epoch: u64,
+        scores: &BTreeMap<u16, (String, f64)>,
+    ) -> Result<(), StateError> {
         if let Some((uid, (_, score))) = scores.iter().find(|(_, (_, s))| !s.is_finite()) {
             return Err(StateError(format!(
                 "set_scores: the score of uid {uid} is {score}, not a finite number"
@@ -459,6 +511,10 @@ impl State {
                     params![uid, hotkey, score],
                 )?;
             }
+            tx.execute(
+                "INSERT OR REPLACE INTO meta (key, value) VALUES ('scores_epoch', ?1)",
+                [epoch.to_string()],
+            )?;
             Ok(())
         })
     }
@@ -598,12 +654,12 @@ impl State {
         })
     }
 
-    /// Stores a value in the `meta` table (`schema_version` is reserved).
+    /// Stores a value in the `meta` table (`schema_version` and `scores_epoch` are reserved).
     pub fn set_meta(&self, key: &str, value: &str) -> Result<(), StateError> {
-        if key == "schema_version" {
-            return Err(StateError(
-                "set_meta: schema_version is managed by the migrations".into(),
-            ));
+        if key == "schema_version" || key == "scores_epoch" {
+            return Err(StateError(format!(
+                "set_meta: {key} is managed by the state itself"
+            )));
         }
         self.write("set_meta", |tx| {
             tx.execute(

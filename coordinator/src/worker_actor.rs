@@ -57,7 +57,8 @@ pub struct Job {
 ///   grad_accum⌉;
 /// - train_rows ≤ `train_tokens` ≤ train_rows · max_seq_len;
 /// - `eval_rows` + `eval_rows_skipped` = the eval set's rows, with `eval_rows` ≥ 1;
-/// - `seconds` is finite and ≥ 0.
+/// - `seconds` is finite and ≥ 0, and so is every training loss (a report must read back from
+///   the loss cache, whose JSON has no NaN).
 pub fn check_report(
     report: &JobReport,
     rows: usize,
@@ -101,6 +102,11 @@ pub fn check_report(
     }
     if !report.seconds.is_finite() || report.seconds < 0.0 {
         return Err(format!("reported {} seconds", report.seconds));
+    }
+    // Every number must survive the loss cache: JSON has no NaN, serde_json writes it as null,
+    // and the cached outcome would never read back.
+    if let Some(bad) = report.train_losses.iter().find(|l| !l.is_finite()) {
+        return Err(format!("reported a training loss of {bad}"));
     }
     Ok(())
 }
@@ -425,10 +431,39 @@ mod tests {
                 },
                 "NaN seconds",
             ),
+            (
+                JobReport {
+                    train_losses: vec![2.0, f64::NAN],
+                    ..honest()
+                },
+                "training loss of NaN",
+            ),
         ];
         for (report, expected) in cases {
             let e = check_report(&report, 25, &config(), 30).expect_err(expected);
             assert!(e.contains(expected), "{e} (expected {expected:?})");
         }
+    }
+
+    #[test]
+    fn every_accepted_report_reads_back_from_the_cache() {
+        let report = JobReport {
+            train_losses: vec![3.0, 2.5, 0.0],
+            ..honest()
+        };
+        assert_eq!(check_report(&report, 25, &config(), 30), Ok(()));
+        let json = serde_json::to_string(&JobOutcome::Done(report.clone())).expect("json");
+        assert_eq!(
+            serde_json::from_str::<JobOutcome>(&json).expect("reads back"),
+            JobOutcome::Done(report)
+        );
+        // What a NaN would have become: null, unreadable as a number.
+        let nan = JobOutcome::Done(JobReport {
+            train_losses: vec![f64::NAN],
+            ..honest()
+        });
+        let json = serde_json::to_string(&nan).expect("json");
+        assert!(json.contains("null"), "{json}");
+        assert!(serde_json::from_str::<JobOutcome>(&json).is_err());
     }
 }

@@ -18,6 +18,11 @@ use common::{coordinator, demo_dir, demo_training, eval_set, run_epochs};
 /// A cluster.toml in `dir` using the repo's eval set and demo miners; `training_epochs` sets
 /// how long each job takes.
 fn write_config(dir: &Path, training_epochs: usize) -> PathBuf {
+    write_config_with(dir, training_epochs, 10)
+}
+
+/// [`write_config`] with the devnet's weights rate limit in blocks.
+fn write_config_with(dir: &Path, training_epochs: usize, rate_limit: u64) -> PathBuf {
     let text = format!(
         r#"
 [coordinator]
@@ -27,7 +32,7 @@ epoch_interval_secs = 1
 set = "{eval}"
 [devnet]
 tempo = 10
-weights_rate_limit = 10
+weights_rate_limit = {rate_limit}
 demo_dir = "{demo}"
 {training}"#,
         eval = eval_set().display(),
@@ -228,6 +233,108 @@ fn killed_mid_epoch_the_coordinator_resumes_without_training_anything_twice() {
             .count()
             == 3
     );
+}
+
+#[test]
+fn an_epoch_resumed_after_a_failed_set_weights_applies_the_moving_average_once() {
+    let dir = tempfile::tempdir().expect("tempdir");
+    let config = write_config_with(dir.path(), 2, 0);
+    let first = run_epochs(&config, 1).remove(0);
+    assert!(first.weights_block.is_some(), "{first}");
+
+    // The devnet refuses every weight write from now on: epoch 2 stores its scores, then fails
+    // at set_weights and stays open.
+    let devnet = dir.path().join("state/devnet.sqlite");
+    let db = rusqlite::Connection::open(&devnet).expect("devnet db");
+    db.execute_batch(
+        "CREATE TRIGGER refuse_weights BEFORE INSERT ON weights \
+         BEGIN SELECT RAISE(ABORT, 'injected set_weights failure'); END;",
+    )
+    .expect("trigger");
+    let out = coordinator(&config)
+        .args(["run", "--json", "--epochs", "1"])
+        .output()
+        .expect("coordinator runs");
+    let stderr = String::from_utf8_lossy(&out.stderr);
+    assert!(
+        !out.status.success() && stderr.contains("injected set_weights failure"),
+        "the epoch should fail at set_weights: {stderr}"
+    );
+    let state = State::open(&dir.path().join("state/validator.sqlite")).expect("state");
+    assert_eq!(
+        state.open_epoch().expect("open").map(|(e, _)| e),
+        Some(2),
+        "epoch 2 is left open"
+    );
+    assert_eq!(state.scores_epoch().expect("scores epoch"), Some(2));
+    drop(state);
+
+    // The chain works again; the resumed epoch 2 must not apply its update a second time.
+    db.execute_batch("DROP TRIGGER refuse_weights;")
+        .expect("drop trigger");
+    let second = run_epochs(&config, 1).remove(0);
+    assert_eq!(second.epoch, 2, "{second}");
+    assert!(second.weights_block.is_some(), "{second}");
+    let alpha = protocol::config::ScoringConfig::default().alpha;
+    let mut moved = 0;
+    for m in &second.miners {
+        let before = line(&first, m.uid).score;
+        let once = (1.0 - alpha) * before + alpha * m.epoch_weight;
+        assert!(
+            (m.score - once).abs() < 1e-12,
+            "uid {}: score {} after the resume, {once} applying epoch 2 once (epoch 1: {before})\n{second}",
+            m.uid,
+            m.score
+        );
+        moved += usize::from((m.score - before).abs() > 1e-6);
+    }
+    assert!(
+        moved > 0,
+        "epoch 2 should move some score:\n{first}\n{second}"
+    );
+}
+
+#[test]
+fn chain_commitments_are_printed_with_control_characters_escaped() {
+    let dir = tempfile::tempdir().expect("tempdir");
+    let config = write_config(dir.path(), 1);
+    let devnet = dir.path().join("state/devnet.sqlite");
+    std::fs::create_dir_all(dir.path().join("state")).expect("state dir");
+    let chain = DevnetChain::open(&devnet, 12_000).expect("devnet");
+    chain.create_subnet(1, 10, 10).expect("subnet");
+    let hotkey = subtensor::AccountId([7; 32]);
+    chain
+        .register_neuron(1, hotkey, subtensor::AccountId([8; 32]), 0, false)
+        .expect("neuron");
+    drop(chain);
+    // What a hostile miner can put on chain: a terminal title, a screen clear, a bidi override.
+    let data = b"a/b:1:\x1b]0;pwned\x07\x1b[2J\xe2\x80\xaeevil";
+    rusqlite::Connection::open(&devnet)
+        .expect("devnet db")
+        .execute(
+            "INSERT INTO commitments (netuid, hotkey, data, block) VALUES (1, ?1, ?2, 5)",
+            rusqlite::params![hotkey.0.to_vec(), data.to_vec()],
+        )
+        .expect("commitment");
+    for json in [false, true] {
+        let mut cmd = coordinator(&config);
+        cmd.args(["chain", "commitments"]);
+        if json {
+            cmd.arg("--json");
+        }
+        let out = cmd.output().expect("coordinator runs");
+        let stdout = String::from_utf8_lossy(&out.stdout);
+        assert!(
+            out.status.success(),
+            "{}",
+            String::from_utf8_lossy(&out.stderr)
+        );
+        assert!(
+            !stdout.contains('\u{1b}') && !stdout.contains('\u{7}') && !stdout.contains('\u{202e}'),
+            "raw control characters reach the terminal: {stdout:?}"
+        );
+        assert!(stdout.contains("u{1b}[2J"), "{stdout}");
+    }
 }
 
 #[test]

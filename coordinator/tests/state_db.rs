@@ -36,7 +36,7 @@ fn everything_survives_a_reopen_and_the_cache_needs_the_whole_key() {
         assert!(unfinished > job);
         let mut scores = BTreeMap::new();
         scores.insert(3u16, ("hk".to_string(), 0.5));
-        state.set_scores(&scores).expect("scores");
+        state.set_scores(epoch, &scores).expect("scores");
         state.set_meta("eval_hash", "e").expect("meta");
         state
             .queue_weights(&PendingWeights {
@@ -91,6 +91,7 @@ fn everything_survives_a_reopen_and_the_cache_needs_the_whole_key() {
         (None, None)
     );
     assert_eq!(state.scores().expect("scores")[&3], ("hk".to_string(), 0.5));
+    assert_eq!(state.scores_epoch().expect("scores epoch"), Some(1));
     assert_eq!(state.meta("eval_hash").expect("meta").as_deref(), Some("e"));
     let pending = state.pending_weights().expect("pending").expect("some");
     assert_eq!(pending.weights, vec![(3, 65535)]);
@@ -245,7 +246,32 @@ fn bad_calls_are_refused_with_the_operation_and_reason() {
     assert!(err.0.contains("no queued weights"), "{err}");
     let mut scores = BTreeMap::new();
     scores.insert(4u16, ("hk".to_string(), f64::NAN));
-    let err = state.set_scores(&scores).expect_err("nan");
+    let err = state.set_scores(1, &scores).expect_err("nan");
     assert!(err.0.contains("uid 4"), "{err}");
     assert!(state.set_meta("schema_version", "1").is_err());
+    assert!(state.set_meta("scores_epoch", "1").is_err());
+}
+
+#[cfg(unix)]
+#[test]
+fn the_database_is_readable_by_its_owner_only() {
+    use std::os::unix::fs::PermissionsExt;
+    let dir = tempfile::tempdir().expect("tempdir");
+    let mode =
+        |p: &std::path::Path| std::fs::metadata(p).expect("metadata").permissions().mode() & 0o777;
+    // New: created 0600, and SQLite's WAL file follows it.
+    let path = dir.path().join("validator.sqlite");
+    let state = State::open(&path).expect("opens");
+    state.begin_epoch(1).expect("a write");
+    assert_eq!(mode(&path), 0o600);
+    let wal = dir.path().join("validator.sqlite-wal");
+    assert!(wal.exists());
+    assert_eq!(mode(&wal), 0o600);
+    drop(state);
+    // An existing file left readable by others is narrowed on open.
+    let old = dir.path().join("old.sqlite");
+    drop(State::open(&old).expect("opens"));
+    std::fs::set_permissions(&old, std::fs::Permissions::from_mode(0o644)).expect("chmod");
+    drop(State::open(&old).expect("reopens"));
+    assert_eq!(mode(&old), 0o600);
 }

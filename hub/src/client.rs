@@ -169,7 +169,9 @@ impl HubClient {
     /// * over `max_bytes` is [`HubError::TooLarge`]: refused from the announced size without
     ///   downloading, and in any case the stream is dropped as soon as the cap is passed;
     /// * the bytes must hash to the ETag the Hub sent (git blob sha1 or sha256);
-    /// * served from, and stored in, the Python-compatible cache; offline, only the cache.
+    /// * served from, and stored in, the Python-compatible cache; offline, only the cache;
+    /// * fetched from the network within `download_deadline` (retries included), else
+    ///   [`HubError::Io`] saying so: a server trickling bytes cannot stall the caller.
     pub async fn fetch_dataset_file(
         &self,
         repo: &str,
@@ -598,6 +600,40 @@ impl HubClient {
                 cache_dir: self.cfg.cache_dir.display().to_string(),
             });
         }
+        let deadline = self.cfg.download_deadline;
+        match tokio::time::timeout(
+            deadline,
+            self.download_to_cache(kind, (ns, name), repo, &sha, file, max_bytes),
+        )
+        .await
+        {
+            Ok(result) => result,
+            Err(_) => Err(HubError::Io(format!(
+                "{repo}@{sha}: fetching {file} took longer than the download deadline of {:.0} s; \
+                 the server is too slow",
+                deadline.as_secs_f64()
+            ))),
+        }
+    }
+
+    /// The network part of [`Self::fetch_to_cache`] (under its deadline): resolve, HEAD, the
+    /// capped body, the checks, the cache.
+    async fn download_to_cache(
+        &self,
+        kind: RepoKind,
+        (ns, name): (&str, &str),
+        repo: &str,
+        sha: &str,
+        file: &str,
+        max_bytes: u64,
+    ) -> Result<PathBuf, HubError> {
+        let sha = sha.to_string();
+        let too_large = || HubError::TooLarge {
+            repo: repo.into(),
+            revision: sha.clone(),
+            file: file.into(),
+            limit: max_bytes,
+        };
         // 1. The Hub must resolve this revision to exactly this commit.
         let info = self.repo_info(kind, repo, Some(&sha)).await?;
         if info.sha != sha {

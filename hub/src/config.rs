@@ -75,6 +75,10 @@ pub struct ClientConfig {
     /// Limit on waiting for any single read from the server (a stalled transfer fails and is
     /// retried).
     pub read_timeout: Duration,
+    /// Limit on fetching one dataset file (an eval set or a miner's `data.jsonl`) from the
+    /// network, retries included: a server that trickles bytes just fast enough to beat
+    /// `read_timeout` still cannot hold an epoch longer than this (default 300 s).
+    pub download_deadline: Duration,
 }
 
 impl ClientConfig {
@@ -93,7 +97,14 @@ impl ClientConfig {
             retry: RetryPolicy::default(),
             connect_timeout: Duration::from_secs(10),
             read_timeout: Duration::from_secs(60),
+            download_deadline: Duration::from_secs(300),
         }
+    }
+
+    /// Replaces the per-file download deadline.
+    pub fn with_download_deadline(mut self, deadline: Duration) -> Self {
+        self.download_deadline = deadline;
+        self
     }
 
     /// Replaces the retry policy.

@@ -22,7 +22,8 @@
 //!
 //! Fault injection: [`HubServer::fail_next`] (the next N requests answer 500/503),
 //! [`HubServer::delay_next`], [`HubServer::set_hide_sizes`] (no sizes announced, chunked
-//! bodies), [`HubServer::set_ignore_range`]; [`HubServer::requests`] reports each request with
+//! bodies), [`HubServer::set_ignore_range`], [`HubServer::set_trickle`] (a byte per
+//! interval); [`HubServer::requests`] reports each request with
 //! the body bytes actually handed to the connection.
 //!
 //! The official Python client accepts it: `scripts/hub_check.py` drives the `hub-server` binary
@@ -82,6 +83,7 @@ struct Faults {
     truncate: Vec<usize>,
     hide_sizes: bool,
     ignore_range: bool,
+    trickle: Option<Duration>,
 }
 
 struct Log {
@@ -249,6 +251,12 @@ impl HubServer {
     /// (a server the client cannot trust to say how big a file is).
     pub fn set_hide_sizes(&self, hide: bool) {
         lock(&self.state).faults.hide_sizes = hide;
+    }
+
+    /// Send file bodies (`GET .../resolve/...`) one byte per `interval` (`None`: at full
+    /// speed): a server slow enough to stall a download but never silent for a read timeout.
+    pub fn set_trickle(&self, interval: Option<Duration>) {
+        lock(&self.state).faults.trickle = interval;
     }
 
     /// Ignore `Range` headers and always send the whole file.
@@ -985,6 +993,7 @@ fn resolve(
     } else {
         None
     };
+    let trickle = st.faults.trickle;
     let st = &*st;
     let r = match visible(st, kind, repo, user) {
         Ok(r) => r,
@@ -1100,6 +1109,10 @@ fn resolve(
                 return Some((Err(e), end));
             }
             let mut n = CHUNK.min(end - pos);
+            if let Some(interval) = trickle {
+                tokio::time::sleep(interval).await;
+                n = 1;
+            }
             if let Some(c) = cut {
                 n = n.min(c - pos);
             }

@@ -369,6 +369,64 @@ async fn oversize_is_cut_short() {
 }
 
 #[tokio::test]
+async fn a_trickling_server_is_cut_off_at_the_download_deadline() {
+    let s = server().await;
+    let dir = tempfile::tempdir().unwrap();
+    s.create_repo(RepoKind::Dataset, "alice/slow", false)
+        .unwrap();
+    let data = rows(4, "slow");
+    let sha = s
+        .commit(RepoKind::Dataset, "alice/slow", &[("data.jsonl", &data)])
+        .unwrap();
+    // A byte a second: every read arrives well within the read timeout, the file never does.
+    s.set_trickle(Some(Duration::from_secs(1)));
+    let cfg = ClientConfig::new(s.url(), None, dir.path(), false)
+        .with_retry(RetryPolicy {
+            retries: 2,
+            base_delay: Duration::from_millis(10),
+        })
+        .with_download_deadline(Duration::from_secs(3));
+    let reader = HubClient::new(cfg).expect("client");
+    let started = std::time::Instant::now();
+    let result = tokio::time::timeout(
+        Duration::from_secs(30),
+        reader.fetch_dataset("alice/slow", &sha, 1 << 20),
+    )
+    .await
+    .expect("the deadline ends the download, not the test's timeout");
+    let elapsed = started.elapsed();
+    let err = result.expect_err("too slow");
+    assert!(
+        err.to_string().contains("download deadline of 3 s"),
+        "{err}"
+    );
+    assert!(
+        elapsed >= Duration::from_secs(3) && elapsed < Duration::from_secs(8),
+        "{elapsed:?}"
+    );
+    assert!(
+        hub::cache::lookup(
+            dir.path(),
+            RepoKind::Dataset,
+            "alice/slow",
+            &sha,
+            "data.jsonl"
+        )
+        .is_none(),
+        "nothing half-read is cached"
+    );
+    // At full speed the same file downloads.
+    s.set_trickle(None);
+    assert_eq!(
+        reader
+            .fetch_dataset("alice/slow", &sha, 1 << 20)
+            .await
+            .unwrap(),
+        data
+    );
+}
+
+#[tokio::test]
 async fn retries_on_5xx() {
     let s = server().await;
     let dir = tempfile::tempdir().unwrap();

@@ -763,6 +763,16 @@ impl ClusterConfig {
         if d.max_file_bytes == 0 {
             return fail("dataset.max_file_bytes", "must be at least 1");
         }
+        if d.max_file_bytes > crate::wire::MAX_JOB_DATASET_BYTES {
+            return Err(ConfigError::key(
+                "dataset.max_file_bytes",
+                format!(
+                    "{} exceeds {}, the largest dataset one job frame carries to a worker",
+                    d.max_file_bytes,
+                    crate::wire::MAX_JOB_DATASET_BYTES
+                ),
+            ));
+        }
         if d.max_line_bytes == 0 {
             return fail("dataset.max_line_bytes", "must be at least 1");
         }
@@ -1204,6 +1214,10 @@ mod tests {
             ("[eval]\nset = \"\"", "eval.set"),
             ("[devnet]\ntempo = 0", "devnet.tempo"),
             ("[dataset]\nmax_file_bytes = 0", "dataset.max_file_bytes"),
+            (
+                "[dataset]\nmax_file_bytes = 68157440",
+                "dataset.max_file_bytes: 68157440 exceeds 68091904, the largest dataset one job frame carries",
+            ),
             ("[dataset]\nmax_line_bytes = 0", "dataset.max_line_bytes"),
             (
                 "[dataset]\nmax_rows = 0\n[training]\nmax_rows = 0",

@@ -6,6 +6,7 @@
 //! - [`json`]: the canonical JSON form that is hashed, strict parsing, the depth scan;
 //! - [`scoring`]: duplicates, the EvalQueue order, win rates, weights, emission and the epoch
 //!   report, which the validator and miner-cli compute alike;
+//! - [`text`]: untrusted text made safe to print (control characters escaped);
 //! - [`wire`]: the coordinator<->worker messages in capped frames, and, behind the `quic`
 //!   feature, `transport` (QUIC with mutual TLS and pinned certificates).
 
@@ -16,6 +17,7 @@ pub mod config;
 pub mod dataset;
 pub mod json;
 pub mod scoring;
+pub mod text;
 #[cfg(feature = "quic")]
 pub mod transport;
 pub mod wire;

@@ -22,6 +22,12 @@ pub const ALPN: &[u8] = b"murmuration/2";
 /// The largest frame of any type: a job carrying a 64 MiB dataset plus its config.
 pub const MAX_FRAME_BYTES: usize = 65 * 1024 * 1024;
 
+/// The largest dataset a `Job` frame carries: the frame cap less 64 KiB for the rest of the job
+/// (ids, hashes, limits, training config). `[dataset] max_file_bytes` may not exceed it, so
+/// every dataset the validator accepts reaches a remote worker (a job carries the file's bytes,
+/// so the number of rows does not change its size).
+pub const MAX_JOB_DATASET_BYTES: u64 = (MAX_FRAME_BYTES - 64 * 1024) as u64;
+
 /// The longest failure reason a worker sends (longer ones are cut at a character boundary).
 pub const MAX_REASON_BYTES: usize = 1024;
 
@@ -881,5 +887,25 @@ mod tests {
             JobOutcomeWire::Failed { reason, .. } => assert!(reason.len() <= MAX_REASON_BYTES),
             other => panic!("{other:?}"),
         }
+    }
+
+    #[test]
+    fn a_job_with_the_largest_allowed_dataset_fits_its_frame() {
+        let job = Message::Job(JobRequest {
+            job_id: u64::MAX,
+            dataset: vec![b'x'; MAX_JOB_DATASET_BYTES as usize],
+            dataset_hash: "f".repeat(64),
+            limits: DatasetLimits {
+                max_file_bytes: u64::MAX,
+                max_line_bytes: usize::MAX,
+                max_rows: usize::MAX,
+                max_json_depth: usize::MAX,
+            },
+            config: TrainingConfig::default(),
+            eval_set_hash: "e".repeat(64),
+        });
+        let frame = job.encode().expect("fits its frame");
+        assert!(frame.len() - 4 <= MAX_FRAME_BYTES, "{}", frame.len());
+        assert!(DatasetLimits::default().max_file_bytes <= MAX_JOB_DATASET_BYTES);
     }
 }

@@ -75,14 +75,23 @@ struct RawHyperparams {
     min_allowed_weights: u64,
 }
 
+/// The sum of a neuron's stake entries, saturating at `u64::MAX`.
+fn saturating_total(stake: &[([u8; 32], u64)]) -> u64 {
+    stake
+        .iter()
+        .fold(0u64, |total, (_, s)| total.saturating_add(*s))
+}
+
 impl From<RawNeuron> for Neuron {
     fn from(n: RawNeuron) -> Self {
         Neuron {
             uid: n.uid,
             hotkey: AccountId(n.hotkey),
             coldkey: AccountId(n.coldkey),
-            stake: n.stake.iter().map(|(_, s)| *s).sum(),
-            alpha_stake: n.stake.iter().map(|(_, s)| *s).sum(),
+            // Saturating: the chain's numbers are not ours to trust, and `sum` panics on
+            // overflow in a debug build.
+            stake: saturating_total(&n.stake),
+            alpha_stake: saturating_total(&n.stake),
             tao_stake: None,
             total_stake: None,
             validator_permit: n.validator_permit,
@@ -913,4 +922,25 @@ fn has_storage(at: &AtBlock, pallet: &str, item: &str) -> bool {
         .and_then(|p| p.storage())
         .and_then(|s| s.entry_by_name(item))
         .is_some()
+}
+
+#[cfg(test)]
+mod stake_tests {
+    use super::*;
+
+    #[test]
+    fn stakes_that_overflow_saturate() {
+        let raw = RawNeuron {
+            hotkey: [1; 32],
+            coldkey: [2; 32],
+            uid: 3,
+            active: true,
+            stake: vec![([4; 32], u64::MAX), ([5; 32], 7)],
+            last_update: 0,
+            validator_permit: false,
+        };
+        let neuron = Neuron::from(raw);
+        assert_eq!(neuron.stake, u64::MAX);
+        assert_eq!(neuron.alpha_stake, u64::MAX);
+    }
 }

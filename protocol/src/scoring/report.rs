@@ -2,6 +2,8 @@
 
 use serde::{Deserialize, Serialize};
 
+use crate::text::printable;
+
 /// One miner's line in the epoch report.
 #[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
 pub struct MinerLine {
@@ -54,6 +56,8 @@ fn opt<T: std::fmt::Display>(v: Option<T>) -> String {
     v.map_or_else(|| "-".to_string(), |v| v.to_string())
 }
 
+/// Shown for operators: every text that came from outside (hotkeys, reasons quoting a Hub's or
+/// a worker's words, notes) passes through [`printable`].
 impl std::fmt::Display for EpochReport {
     fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
         writeln!(
@@ -67,7 +71,7 @@ impl std::fmt::Display for EpochReport {
             "uid", "hotkey", "commit", "rows", "loss", "win_rate", "weight", "u16"
         )?;
         for m in &self.miners {
-            let hotkey: String = m.hotkey.chars().take(12).collect();
+            let hotkey: String = printable(&m.hotkey).chars().take(12).collect();
             let loss = m.eval_loss.map_or_else(
                 || "-".into(),
                 |l| format!("{l:.5}{}", if m.cached { "*" } else { "" }),
@@ -83,15 +87,60 @@ impl std::fmt::Display for EpochReport {
                 m.win_rate.map_or_else(|| "-".into(), |w| format!("{w:.3}")),
                 m.epoch_weight,
                 m.weight_u16,
-                m.reason
+                printable(&m.reason)
             )?;
         }
         match self.weights_block {
             Some(block) if self.weights_note.is_empty() => {
                 write!(f, "weights set at block {block}")
             }
-            Some(block) => write!(f, "weights {} at block {block}", self.weights_note),
-            None => write!(f, "weights not set: {}", self.weights_note),
+            Some(block) => write!(
+                f,
+                "weights {} at block {block}",
+                printable(&self.weights_note)
+            ),
+            None => write!(f, "weights not set: {}", printable(&self.weights_note)),
         }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn outside_text_reaches_the_terminal_escaped() {
+        let report = EpochReport {
+            epoch: 1,
+            block: 2,
+            trained: 0,
+            cached: 0,
+            weights_block: None,
+            weights_note: "chain said \u{1b}[2J".into(),
+            miners: vec![MinerLine {
+                uid: 3,
+                hotkey: "5F\u{1b}]0;x\u{7}".into(),
+                commit_block: Some(1),
+                rows: None,
+                eval_loss: None,
+                cached: false,
+                win_rate: None,
+                epoch_weight: 0.0,
+                score: 0.0,
+                weight_u16: 0,
+                reason: "fetch a/b: hub: \u{1b}[31mred\u{202e}".into(),
+                worker: None,
+            }],
+        };
+        let shown = report.to_string();
+        assert!(
+            !shown.contains('\u{1b}') && !shown.contains('\u{202e}'),
+            "{shown:?}"
+        );
+        assert!(shown.contains("\\u{1b}[31mred\\u{202e}"), "{shown}");
+        assert!(
+            shown.ends_with("weights not set: chain said \\u{1b}[2J"),
+            "{shown}"
+        );
     }
 }
