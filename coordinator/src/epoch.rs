@@ -369,10 +369,7 @@ impl Validator {
             let Some((commitment, _, _)) = &e.dataset else {
                 continue;
             };
-            let Some(json) = self
-                .state
-                .cached_outcome(&self.cache_key(commitment))?
-            else {
+            let Some(json) = self.state.cached_outcome(&self.cache_key(commitment))? else {
                 e.line.reason = "waiting in the EvalQueue".into();
                 continue;
             };

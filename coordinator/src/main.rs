@@ -182,7 +182,10 @@ async fn run(cli: Cli) -> Result<()> {
             let refusals = protocol::profile::production_refusals(&config, &paths);
             let chain = protocol::profile::network_name(config.mode);
             for r in &refusals {
-                println!("{}: refusing to set weights on {chain}: {r}", cli.config.display());
+                println!(
+                    "{}: refusing to set weights on {chain}: {r}",
+                    cli.config.display()
+                );
             }
             anyhow::ensure!(
                 refusals.is_empty(),
@@ -339,7 +342,13 @@ fn init(network: &str, out: &std::path::Path, force: bool) -> Result<()> {
     );
     println!("fill in or check these values:");
     for f in &fill {
-        println!("  {}:{}: {}  -- {}", out.display(), f.line, f.setting, f.note);
+        println!(
+            "  {}:{}: {}  -- {}",
+            out.display(),
+            f.line,
+            f.setting,
+            f.note
+        );
     }
     println!(
         "then: coordinator --config {} check   (and `run` once it prints ok)",
@@ -379,12 +388,18 @@ fn guard(config: &ClusterConfig, config_path: &std::path::Path, allow: bool) -> 
     );
     if allow && testnet {
         for r in &refusals {
-            tracing::warn!("{}: demo setting on {chain} (--allow-demo-settings): {r}", config_path.display());
+            tracing::warn!(
+                "{}: demo setting on {chain} (--allow-demo-settings): {r}",
+                config_path.display()
+            );
         }
         return Ok(());
     }
     for r in &refusals {
-        eprintln!("{}: refusing to set weights on {chain}: {r}", config_path.display());
+        eprintln!(
+            "{}: refusing to set weights on {chain}: {r}",
+            config_path.display()
+        );
     }
     if allow {
         eprintln!("--allow-demo-settings is for test and local networks only, not {chain}");
@@ -588,13 +603,19 @@ mod tests {
         let mut config = ClusterConfig::default();
         cli.apply(&mut config).unwrap();
         assert_eq!(config.mode, protocol::config::Mode::Local);
-        let cli =
-            Cli::try_parse_from(["coordinator", "run", "--subtensor.chain_endpoint", "http://x"])
-                .unwrap();
+        let cli = Cli::try_parse_from([
+            "coordinator",
+            "run",
+            "--subtensor.chain_endpoint",
+            "http://x",
+        ])
+        .unwrap();
         let err = cli.apply(&mut ClusterConfig::default()).unwrap_err();
-        assert!(err.to_string().contains("--subtensor.chain_endpoint"), "{err}");
-        let cli =
-            Cli::try_parse_from(["coordinator", "run", "--blocks_per_epoch", "0"]).unwrap();
+        assert!(
+            err.to_string().contains("--subtensor.chain_endpoint"),
+            "{err}"
+        );
+        let cli = Cli::try_parse_from(["coordinator", "run", "--blocks_per_epoch", "0"]).unwrap();
         assert!(cli.apply(&mut ClusterConfig::default()).is_err());
 
         // An unknown flag is still refused.

@@ -30,13 +30,20 @@ fn init_writes_a_production_config_that_check_accepts() {
     assert!(out.status.success(), "{stderr}");
     for key in ["set = ", "wallet_name = ", "wallet_hotkey = ", "device = "] {
         assert!(
-            stdout.lines().any(|l| l.contains("validator.toml:") && l.contains(key)),
+            stdout
+                .lines()
+                .any(|l| l.contains("validator.toml:") && l.contains(key)),
             "{key} not listed to fill in: {stdout}"
         );
     }
-    assert!(!stdout.contains("netuid = 96"), "finney's netuid is known: {stdout}");
+    assert!(
+        !stdout.contains("netuid = 96"),
+        "finney's netuid is known: {stdout}"
+    );
     let written = std::fs::read_to_string(&out_path).unwrap();
-    assert!(written.contains("mode = \"finney\"") && written.contains("Qwen/Qwen2.5-1.5B-Instruct"));
+    assert!(
+        written.contains("mode = \"finney\"") && written.contains("Qwen/Qwen2.5-1.5B-Instruct")
+    );
 
     // It is not overwritten without --force.
     let again = coordinator(Path::new("unused.toml"))
@@ -51,18 +58,29 @@ fn init_writes_a_production_config_that_check_accepts() {
     let (stdout, stderr) = text(&out);
     assert!(out.status.success(), "{stdout}{stderr}");
     assert!(stdout.starts_with("ok: "), "{stdout}");
-    assert!(stdout.contains("valid for finney") && stdout.contains("netuid 96"), "{stdout}");
+    assert!(
+        stdout.contains("valid for finney") && stdout.contains("netuid 96"),
+        "{stdout}"
+    );
 
     // On test, the netuid is the operator's to fill in.
     let test_path = dir.path().join("test.toml");
     let out = coordinator(Path::new("unused.toml"))
-        .args(["init", "--network", "test", "--out", test_path.to_str().unwrap()])
+        .args([
+            "init",
+            "--network",
+            "test",
+            "--out",
+            test_path.to_str().unwrap(),
+        ])
         .output()
         .unwrap();
     let (stdout, stderr) = text(&out);
     assert!(out.status.success(), "{stderr}");
     assert!(stdout.contains("netuid = 96"), "{stdout}");
-    assert!(std::fs::read_to_string(&test_path).unwrap().contains("mode = \"test\""));
+    assert!(std::fs::read_to_string(&test_path)
+        .unwrap()
+        .contains("mode = \"test\""));
 }
 
 #[test]
@@ -88,7 +106,8 @@ fn the_devnet_demo_config_is_refused_on_finney_one_line_per_key() {
         .zip(["model.source", "eval.set", "workers[0].device"])
     {
         assert!(
-            line.contains("refusing to set weights on finney") && line.contains(&format!(": {key}: ")),
+            line.contains("refusing to set weights on finney")
+                && line.contains(&format!(": {key}: ")),
             "{line}"
         );
     }
@@ -96,13 +115,25 @@ fn the_devnet_demo_config_is_refused_on_finney_one_line_per_key() {
     // `run` refuses the same way before connecting anywhere, and the override is for testnets.
     for extra in [&[][..], &["--allow-demo-settings"][..]] {
         let out = coordinator(&config)
-            .args(["run", "--epochs", "1", "--subtensor.network", "finney", "--netuid", "96"])
+            .args([
+                "run",
+                "--epochs",
+                "1",
+                "--subtensor.network",
+                "finney",
+                "--netuid",
+                "96",
+            ])
             .args(extra)
             .output()
             .unwrap();
         let (_, stderr) = text(&out);
         assert!(!out.status.success());
-        assert_eq!(stderr.matches("refusing to set weights on finney").count(), 3, "{stderr}");
+        assert_eq!(
+            stderr.matches("refusing to set weights on finney").count(),
+            3,
+            "{stderr}"
+        );
         assert!(!stderr.contains("connect"), "{stderr}");
         assert_eq!(
             stderr.contains("--allow-demo-settings is for test and local networks only"),

@@ -179,9 +179,7 @@ pub const TOKEN_VARS: [&str; 3] = ["HF_TOKEN", "HUGGINGFACE_TOKEN", "HF_ACCESS_T
 /// quotes allowed, `#` comments ignored).
 fn dotenv_token(path: &Path) -> Option<Token> {
     let text = std::fs::read_to_string(path).ok()?;
-    TOKEN_VARS
-        .iter()
-        .find_map(|name| dotenv_value(&text, name))
+    TOKEN_VARS.iter().find_map(|name| dotenv_value(&text, name))
 }
 
 /// `NAME=value` from the text of a `.env` file.

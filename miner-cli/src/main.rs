@@ -302,8 +302,11 @@ async fn competitions(ctx: &Ctx, file: Option<&str>) -> Result<()> {
             let rows = c
                 .max_rows
                 .map_or("training.max_rows".to_string(), |r| r.to_string());
-            let overrides: Vec<String> =
-                c.training.iter().map(|(k, v)| format!("{k} = {v}")).collect();
+            let overrides: Vec<String> = c
+                .training
+                .iter()
+                .map(|(k, v)| format!("{k} = {v}"))
+                .collect();
             println!(
                 "  {}: eval set {eval}, rows used {rows}, training overrides: {}",
                 c.id,
@@ -412,13 +415,24 @@ mod tests {
             panic!("not submit");
         };
         assert_eq!(
-            (competition.as_str(), update_repo_visibility, keep_private, max_retries),
+            (
+                competition.as_str(),
+                update_repo_visibility,
+                keep_private,
+                max_retries
+            ),
             ("7", true, false, 5)
         );
         // Public by default, private only when asked, never both.
-        let args = ["miner-cli", "submit", "--hf_repo_id", "a/b", "--dataset_path", "d"];
-        let Some(Command::Submit { keep_private, .. }) =
-            Cli::try_parse_from(args).unwrap().command
+        let args = [
+            "miner-cli",
+            "submit",
+            "--hf_repo_id",
+            "a/b",
+            "--dataset_path",
+            "d",
+        ];
+        let Some(Command::Submit { keep_private, .. }) = Cli::try_parse_from(args).unwrap().command
         else {
             panic!("not submit");
         };

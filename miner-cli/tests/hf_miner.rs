@@ -102,7 +102,10 @@ fn hugging_face_submit_score_status_fetch_all_and_overlap() {
             && warning.contains("validators cannot read it"),
         "{warning}"
     );
-    assert!(!out.contains(BOB) && !warning.contains(BOB), "token printed");
+    assert!(
+        !out.contains(BOB) && !warning.contains(BOB),
+        "token printed"
+    );
     assert_eq!(server.is_private(RepoKind::Dataset, "bob/set"), Some(true));
 
     // A bad token names the repo and fails before anything is committed.

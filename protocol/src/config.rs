@@ -935,15 +935,16 @@ impl ClusterConfig {
     fn merged_training(&self, c: &CompetitionConfig) -> Result<TrainingConfig, ConfigError> {
         let mut training = self.training.clone();
         if !c.training.is_empty() {
-            let mut table = toml::Table::try_from(&self.training).map_err(|e| {
-                ConfigError::key("training", format!("cannot be merged: {e}"))
-            })?;
+            let mut table = toml::Table::try_from(&self.training)
+                .map_err(|e| ConfigError::key("training", format!("cannot be merged: {e}")))?;
             for (k, v) in &c.training {
                 table.insert(k.clone(), v.clone());
             }
-            training = toml::Value::Table(table).try_into().map_err(|e: toml::de::Error| {
-                ConfigError::key("training", e.message().trim().to_string())
-            })?;
+            training = toml::Value::Table(table)
+                .try_into()
+                .map_err(|e: toml::de::Error| {
+                    ConfigError::key("training", e.message().trim().to_string())
+                })?;
         }
         if let Some(rows) = c.max_rows {
             training.max_rows = rows;

@@ -7,7 +7,8 @@ use protocol::config::ClusterConfig;
 const BASE: &str = "[training]\nepochs = 2\nmax_rows = 100\n[dataset]\nmax_rows = 100\n";
 
 fn parse(extra: &str) -> Result<ClusterConfig, String> {
-    ClusterConfig::from_toml_str(&format!("{BASE}{extra}"), "cluster.toml").map_err(|e| e.to_string())
+    ClusterConfig::from_toml_str(&format!("{BASE}{extra}"), "cluster.toml")
+        .map_err(|e| e.to_string())
 }
 
 #[test]
@@ -80,5 +81,8 @@ fn bad_entries_are_refused_by_key_and_line() {
         assert!(err.starts_with("cluster.toml"), "{err}");
     }
     let err = parse("[[competitions]]\nid = \"1\"\nmax_rows = 500\n").unwrap_err();
-    assert!(err.starts_with("cluster.toml:8: "), "line of the key: {err}");
+    assert!(
+        err.starts_with("cluster.toml:8: "),
+        "line of the key: {err}"
+    );
 }

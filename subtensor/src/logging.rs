@@ -56,7 +56,9 @@ impl LogArgs {
     pub fn filter(&self, default_level: &str) -> EnvFilter {
         match self.level() {
             Some(level) => EnvFilter::new(level),
-            None => EnvFilter::try_from_default_env().unwrap_or_else(|_| EnvFilter::new(default_level)),
+            None => {
+                EnvFilter::try_from_default_env().unwrap_or_else(|_| EnvFilter::new(default_level))
+            }
         }
     }
 
