@@ -192,12 +192,14 @@ fn write_atomically(path: &Path, bytes: &[u8]) -> std::io::Result<()> {
 }
 
 impl Validator {
-    fn cache_key(&self, revision: &str) -> CacheKey {
+    /// The loss cache key of `commitment`: its revision, the eval set, the model, and its
+    /// competition with that competition's training settings.
+    fn cache_key(&self, commitment: &Commitment) -> CacheKey {
         CacheKey {
-            revision: revision.to_string(),
+            revision: commitment.revision.clone(),
             eval_hash: self.eval_hash.clone(),
             model_id: self.model_id.clone(),
-            config_hash: self.config.training.hash(),
+            config_hash: self.config.training_hash_for(&commitment.competition_id),
         }
     }
 
@@ -360,7 +362,7 @@ impl Validator {
             if let Some((commitment, _, _)) = &e.dataset {
                 if self
                     .state
-                    .cached_outcome(&self.cache_key(&commitment.revision))?
+                    .cached_outcome(&self.cache_key(commitment))?
                     .is_none()
                 {
                     candidates.push(Candidate {
@@ -384,10 +386,10 @@ impl Validator {
                         uid: *uid,
                         rows: dataset.rows.clone(),
                         file: file.clone(),
-                        config: self.config.training.clone(),
+                        config: self.config.training_for(&commitment.competition_id),
                         timeout: Duration::from_secs(self.config.coordinator.job_timeout_secs),
                     },
-                    self.cache_key(&commitment.revision),
+                    self.cache_key(commitment),
                     file.bytes.len(),
                 ))
             })
@@ -409,10 +411,7 @@ impl Validator {
             let Some((commitment, _, _)) = &e.dataset else {
                 continue;
             };
-            let Some(json) = self
-                .state
-                .cached_outcome(&self.cache_key(&commitment.revision))?
-            else {
+            let Some(json) = self.state.cached_outcome(&self.cache_key(commitment))? else {
                 e.line.reason = match given_up.get(&e.line.uid) {
                     Some(g) => format!(
                         "not trained this epoch (not charged: its workers trained nothing else): {}",
@@ -579,6 +578,7 @@ impl Validator {
         self.state
             .record_submission(uid, hotkey, &commitment.to_string(), commit_block, epoch)
             .map_err(|e| e.to_string())?;
+        self.config.competition(&commitment.competition_id)?;
         let limits = &self.config.dataset;
         let bytes = self
             .hub

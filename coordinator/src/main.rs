@@ -1,6 +1,8 @@
-//! The `coordinator` binary: `run` (validator epochs on the configured chain), `chain` (what
-//! the validator sees on chain), `score` (the scoring audit) and `report` (the last epoch
-//! report).
+//! The `coordinator` binary: `run` (validator epochs on the configured chain), `init` (a
+//! production config from the shipped profile), `check` (the config and the production guard),
+//! `chain` (what the validator sees on chain), `score` (the scoring audit) and `report` (the
+//! last epoch report). The Python validator's flags are accepted (README "Command lines from
+//! the Python tools").
 
 use std::io::Read;
 use std::path::PathBuf;
@@ -18,8 +20,33 @@ struct Cli {
     config: PathBuf,
     #[command(flatten)]
     chain: subtensor::ChainArgs,
+    #[command(flatten)]
+    log: subtensor::LogArgs,
+    /// Blocks to wait between two epochs of `run` (the Python validator's `--blocks_per_epoch`):
+    /// sets `[coordinator] epoch_interval_secs` to this many blocks of 12 s (the devnet's
+    /// `block_time_ms` there). It does not change the tempo, which comes from the chain: weights
+    /// are set at most once per tempo and weights rate limit, whatever this says.
+    #[arg(long = "blocks_per_epoch", alias = "blocks-per-epoch", global = true)]
+    blocks_per_epoch: Option<u64>,
     #[command(subcommand)]
     command: Command,
+}
+
+impl Cli {
+    /// The config file with every flag applied: chain and wallet flags, `--blocks_per_epoch`.
+    fn apply(&self, config: &mut ClusterConfig) -> Result<()> {
+        self.chain.apply(config)?;
+        if let Some(blocks) = self.blocks_per_epoch {
+            anyhow::ensure!(blocks >= 1, "--blocks_per_epoch must be at least 1");
+            let block_ms = if config.mode == protocol::config::Mode::Devnet {
+                config.devnet.block_time_ms
+            } else {
+                12_000
+            };
+            config.coordinator.epoch_interval_secs = blocks.saturating_mul(block_ms) / 1000;
+        }
+        Ok(())
+    }
 }
 
 /// What `coordinator chain` shows.
@@ -58,7 +85,27 @@ enum Command {
         /// Print each epoch report as JSON instead of a table.
         #[arg(long)]
         json: bool,
+        /// On `test` or `local` only: run with demo settings (the tiny model, the bundled eval
+        /// set, the CPU) that the guard refuses off the devnet, with a warning for each.
+        #[arg(long = "allow-demo-settings", alias = "allow_demo_settings")]
+        allow_demo_settings: bool,
     },
+    /// Write a starting config for a real network from the production profile
+    /// (profiles/finney.toml) and list the values to fill in.
+    Init {
+        /// `finney`, `test` or `local`.
+        #[arg(long, value_parser = ["finney", "test", "local"])]
+        network: String,
+        /// Where to write it.
+        #[arg(long, default_value = "validator.toml")]
+        out: PathBuf,
+        /// Overwrite an existing file.
+        #[arg(long)]
+        force: bool,
+    },
+    /// Check the config (`--config`) as `run` would: its values, and off the devnet the guard
+    /// against demo settings. Prints `ok` or one line per problem.
+    Check,
     /// Recompute win rates and weights from a JSON array of {uid, block, loss|null, hash?} on stdin.
     Score {
         /// Print JSON (the only format).
@@ -96,14 +143,8 @@ fn load_config(path: &std::path::Path) -> Result<ClusterConfig> {
 
 fn main() {
     protocol::transport::install_crypto_provider();
-    tracing_subscriber::fmt()
-        .with_writer(std::io::stderr)
-        .with_env_filter(
-            tracing_subscriber::EnvFilter::try_from_default_env()
-                .unwrap_or_else(|_| tracing_subscriber::EnvFilter::new("info")),
-        )
-        .init();
     let cli = Cli::parse();
+    cli.log.init("info");
     let runtime = match tokio::runtime::Runtime::new() {
         Ok(rt) => rt,
         Err(e) => {
@@ -118,9 +159,50 @@ fn main() {
 }
 
 async fn run(cli: Cli) -> Result<()> {
+    if let Command::Init {
+        network,
+        out,
+        force,
+    } = &cli.command
+    {
+        return init(network, out, *force);
+    }
     let mut config = load_config(&cli.config)?;
-    cli.chain.apply(&mut config)?;
+    cli.apply(&mut config)?;
     match cli.command {
+        // Handled above, before a config is read; the same call here for completeness.
+        Command::Init {
+            network,
+            out,
+            force,
+        } => init(&network, &out, force),
+        Command::Check => {
+            one_eval_set(&config)?;
+            let paths = Paths::new(&config, &cli.config);
+            let refusals = protocol::profile::production_refusals(&config, &paths);
+            let chain = protocol::profile::network_name(config.mode);
+            for r in &refusals {
+                println!(
+                    "{}: refusing to set weights on {chain}: {r}",
+                    cli.config.display()
+                );
+            }
+            anyhow::ensure!(
+                refusals.is_empty(),
+                "{}: {} setting(s) to change before a validator on {chain} sets weights",
+                cli.config.display(),
+                refusals.len()
+            );
+            println!(
+                "ok: {} is valid for {chain} (netuid {}, model {}, eval set {}, {} worker(s))",
+                cli.config.display(),
+                config.netuid,
+                config.model.source,
+                config.eval.set,
+                config.workers.len() + config.remote_workers.len()
+            );
+            Ok(())
+        }
         Command::Chain { what } => {
             let paths = Paths::new(&config, &cli.config);
             let chain = subtensor::args::read_only_chain(&config, &paths).await?;
@@ -220,7 +302,13 @@ async fn run(cli: Cli) -> Result<()> {
             }
             Ok(())
         }
-        Command::Run { epochs, json } => {
+        Command::Run {
+            epochs,
+            json,
+            allow_demo_settings,
+        } => {
+            one_eval_set(&config)?;
+            guard(&config, &cli.config, allow_demo_settings)?;
             coordinator::run_validator(config, &cli.config, epochs, |report| {
                 if json {
                     println!("{}", serde_json::to_string(report).unwrap_or_default());
@@ -231,6 +319,96 @@ async fn run(cli: Cli) -> Result<()> {
             .await
         }
     }
+}
+
+/// `coordinator init`: the production profile for `network` written to `out`, and the lines
+/// the operator must fill in.
+fn init(network: &str, out: &std::path::Path, force: bool) -> Result<()> {
+    let mode = match network {
+        "finney" => protocol::config::Mode::Finney,
+        "test" => protocol::config::Mode::Test,
+        _ => protocol::config::Mode::Local,
+    };
+    anyhow::ensure!(
+        force || !out.exists(),
+        "{} exists: refusing to overwrite it (pass --force, or --out another file)",
+        out.display()
+    );
+    let (text, fill) = protocol::profile::starting_config(mode)?;
+    std::fs::write(out, &text).with_context(|| format!("writing {}", out.display()))?;
+    println!(
+        "wrote {} for {network} from the production profile (profiles/finney.toml)",
+        out.display()
+    );
+    println!("fill in or check these values:");
+    for f in &fill {
+        println!(
+            "  {}:{}: {}  -- {}",
+            out.display(),
+            f.line,
+            f.setting,
+            f.note
+        );
+    }
+    println!(
+        "then: coordinator --config {} check   (and `run` once it prints ok)",
+        out.display()
+    );
+    Ok(())
+}
+
+/// The workers hold one eval set, so every competition is evaluated on `[eval] set`; a
+/// `[[competitions]]` entry naming another is refused, naming its key.
+fn one_eval_set(config: &ClusterConfig) -> Result<()> {
+    for (i, c) in config.competitions.iter().enumerate() {
+        anyhow::ensure!(
+            c.eval_set.is_empty() || c.eval_set == config.eval.set,
+            "competitions[{i}].eval_set: {:?} differs from eval.set {:?}; one validator \
+             evaluates every competition on eval.set (per-competition eval sets are not \
+             supported yet): leave it empty or set it to eval.set",
+            c.eval_set,
+            config.eval.set
+        );
+    }
+    Ok(())
+}
+
+/// The production guard before `run`: off the devnet, demo settings are refused, one line per
+/// key; `--allow-demo-settings` turns the refusals into warnings on `test` and `local` only.
+fn guard(config: &ClusterConfig, config_path: &std::path::Path, allow: bool) -> Result<()> {
+    let paths = Paths::new(config, config_path);
+    let refusals = protocol::profile::production_refusals(config, &paths);
+    let chain = protocol::profile::network_name(config.mode);
+    if refusals.is_empty() {
+        return Ok(());
+    }
+    let testnet = matches!(
+        config.mode,
+        protocol::config::Mode::Test | protocol::config::Mode::Local
+    );
+    if allow && testnet {
+        for r in &refusals {
+            tracing::warn!(
+                "{}: demo setting on {chain} (--allow-demo-settings): {r}",
+                config_path.display()
+            );
+        }
+        return Ok(());
+    }
+    for r in &refusals {
+        eprintln!(
+            "{}: refusing to set weights on {chain}: {r}",
+            config_path.display()
+        );
+    }
+    if allow {
+        eprintln!("--allow-demo-settings is for test and local networks only, not {chain}");
+    }
+    anyhow::bail!(
+        "{} setting(s) of {} to change before a validator on {chain} sets weights          (`coordinator init --network {chain}` writes a production config)",
+        refusals.len(),
+        config_path.display()
+    )
 }
 
 /// `coordinator chain ...`.
@@ -349,4 +527,98 @@ async fn show_chain(
         }
     }
     Ok(())
+}
+
+#[cfg(test)]
+mod tests {
+    use clap::Parser;
+
+    use super::*;
+
+    /// The lines of the README's seed-command-lines block that start with `program `.
+    fn readme_lines(program: &str) -> Vec<String> {
+        let readme = include_str!("../../README.md");
+        let start = readme
+            .find("<!-- seed-command-lines")
+            .expect("README has the seed-command-lines block");
+        let end = readme
+            .find("<!-- /seed-command-lines -->")
+            .expect("the block ends");
+        readme[start..end]
+            .lines()
+            .filter(|l| l.starts_with(&format!("{program} ")))
+            .map(str::to_string)
+            .collect()
+    }
+
+    #[test]
+    fn seed_command_lines_parse() {
+        let lines = readme_lines("coordinator");
+        assert!(lines.len() >= 3, "{lines:?}");
+        for line in &lines {
+            let cli = Cli::try_parse_from(line.split_whitespace())
+                .unwrap_or_else(|e| panic!("{line}: {e}"));
+            let mut config = ClusterConfig::default();
+            cli.apply(&mut config)
+                .unwrap_or_else(|e| panic!("{line}: {e}"));
+            assert_eq!(config.netuid, 96, "{line}");
+            assert_ne!(config.mode, protocol::config::Mode::Devnet, "{line}");
+            assert!(cli.log.level().is_some(), "{line}");
+        }
+    }
+
+    #[test]
+    fn seed_flags_map_to_settings() {
+        let cli = Cli::try_parse_from([
+            "coordinator",
+            "run",
+            "--subtensor.network",
+            "finney",
+            "--subtensor.chain_endpoint",
+            "ws://10.0.0.2:9944",
+            "--logging.trace",
+            "--logging.debug",
+            "--blocks_per_epoch",
+            "100",
+            "--log-format",
+            "json",
+        ])
+        .unwrap();
+        let mut config = ClusterConfig::default();
+        cli.apply(&mut config).unwrap();
+        assert_eq!(config.mode, protocol::config::Mode::Finney);
+        assert_eq!(config.subtensor.endpoint, "ws://10.0.0.2:9944");
+        assert_eq!(config.coordinator.epoch_interval_secs, 1200);
+        assert_eq!(cli.log.level(), Some("trace"));
+        assert_eq!(cli.log.format, subtensor::LogFormat::Json);
+
+        // A chain endpoint alone leaves the devnet for a local node; a bad one is refused.
+        let cli = Cli::try_parse_from([
+            "coordinator",
+            "--subtensor.chain_endpoint",
+            "ws://127.0.0.1:9944",
+            "run",
+        ])
+        .unwrap();
+        let mut config = ClusterConfig::default();
+        cli.apply(&mut config).unwrap();
+        assert_eq!(config.mode, protocol::config::Mode::Local);
+        let cli = Cli::try_parse_from([
+            "coordinator",
+            "run",
+            "--subtensor.chain_endpoint",
+            "http://x",
+        ])
+        .unwrap();
+        let err = cli.apply(&mut ClusterConfig::default()).unwrap_err();
+        assert!(
+            err.to_string().contains("--subtensor.chain_endpoint"),
+            "{err}"
+        );
+        let cli = Cli::try_parse_from(["coordinator", "run", "--blocks_per_epoch", "0"]).unwrap();
+        assert!(cli.apply(&mut ClusterConfig::default()).is_err());
+
+        // An unknown flag is still refused.
+        assert!(Cli::try_parse_from(["coordinator", "run", "--logging.verbose"]).is_err());
+    }
 }

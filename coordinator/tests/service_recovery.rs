@@ -104,7 +104,8 @@ fn spawn(config: &Path, args: &[&str]) -> (Child, PathBuf, PathBuf) {
     let dir = config.parent().unwrap();
     let (out, err) = (dir.join("stdout.txt"), dir.join("stderr.txt"));
     let child = coordinator(config)
-        .arg("run")
+        // the tiny model, the demo eval set and the CPU, on a `local` chain
+        .args(["run", "--allow-demo-settings"])
         .args(args)
         .stdout(Stdio::from(std::fs::File::create(&out).unwrap()))
         .stderr(Stdio::from(std::fs::File::create(&err).unwrap()))
@@ -289,7 +290,7 @@ async fn a_hub_answering_503_at_start_up_is_waited_for() {
     // More failures in a row than the client's own retries (1 + 4): the first tries fail.
     server.fail_next(12, 503);
     let mut out = coordinator(&config);
-    out.args(["run", "--epochs", "1", "--json"])
+    out.args(["run", "--allow-demo-settings", "--epochs", "1", "--json"])
         .env("HF_HOME", dir.path().join("hf-home"))
         .env_remove("HF_TOKEN")
         .env_remove("HF_ENDPOINT")

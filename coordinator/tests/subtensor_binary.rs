@@ -126,7 +126,7 @@ async fn a_validator_epoch_on_subtensor_sets_weights_and_errors_are_one_line() {
 
     // One epoch: the miner is trained and scored, weights land on the node.
     let mut cmd = coordinator(&config);
-    cmd.args(["run", "--epochs", "1", "--json"]);
+    cmd.args(["run", "--epochs", "1", "--json", "--allow-demo-settings"]);
     let (ok, stdout, stderr, _) = tokio::task::spawn_blocking(move || run(cmd)).await.unwrap();
     assert!(ok, "coordinator failed: {stderr}");
     let report: EpochReport = serde_json::from_str(stdout.lines().next().unwrap()).unwrap();
@@ -154,7 +154,14 @@ async fn a_validator_epoch_on_subtensor_sets_weights_and_errors_are_one_line() {
     })
     .unwrap();
     let mut cmd = coordinator(&config);
-    cmd.args(["run", "--epochs", "1", "--wallet.name", "stranger"]);
+    cmd.args([
+        "run",
+        "--epochs",
+        "1",
+        "--wallet.name",
+        "stranger",
+        "--allow-demo-settings",
+    ]);
     let (ok, _, stderr, _) = tokio::task::spawn_blocking(move || run(cmd)).await.unwrap();
     assert!(!ok);
     let last = stderr.trim().lines().last().unwrap_or_default().to_string();
@@ -239,7 +246,7 @@ async fn commit_reveal_weights_survive_a_restart_of_the_binary() {
 
     // First run: the epoch commits (plain set_weights would be refused on this subnet).
     let mut cmd = coordinator(&config);
-    cmd.args(["run", "--epochs", "1", "--json"]);
+    cmd.args(["run", "--epochs", "1", "--json", "--allow-demo-settings"]);
     let (ok, stdout, stderr, _) = tokio::task::spawn_blocking(move || run(cmd)).await.unwrap();
     assert!(ok, "coordinator failed: {stderr}");
     let report: EpochReport = serde_json::from_str(stdout.lines().next().unwrap()).unwrap();
@@ -252,7 +259,7 @@ async fn commit_reveal_weights_survive_a_restart_of_the_binary() {
     // The process is gone; the chain moves into the reveal epoch; a new process reveals.
     node.advance_to_epoch(NETUID, commits[0].1 + 1);
     let mut cmd = coordinator(&config);
-    cmd.args(["run", "--epochs", "1", "--json"]);
+    cmd.args(["run", "--epochs", "1", "--json", "--allow-demo-settings"]);
     let (ok, stdout, stderr, _) = tokio::task::spawn_blocking(move || run(cmd)).await.unwrap();
     assert!(ok, "coordinator failed: {stderr}");
     assert!(

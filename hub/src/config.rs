@@ -130,7 +130,8 @@ impl ClientConfig {
     /// The configuration the Python `huggingface_hub` would use, with `var` as the environment
     /// and `dir` as the directory holding an optional `.env` file:
     /// * endpoint: `HF_ENDPOINT`, else <https://huggingface.co>;
-    /// * token: `HF_TOKEN`, else `HF_TOKEN=` in `dir/.env`, else the file `HF_TOKEN_PATH`, else
+    /// * token: the first of [`TOKEN_VARS`] set (`HF_TOKEN`, `HUGGINGFACE_TOKEN`,
+    ///   `HF_ACCESS_TOKEN`), else the first of them in `dir/.env`, else the file `HF_TOKEN_PATH`, else
     ///   `$HF_HOME/token` (`HF_HOME` defaults to `$XDG_CACHE_HOME/huggingface`, then
     ///   `~/.cache/huggingface`); none when `HF_HUB_DISABLE_IMPLICIT_TOKEN` is set;
     /// * cache: `HF_HUB_CACHE`, else `HUGGINGFACE_HUB_CACHE`, else `$HF_HOME/hub`;
@@ -153,8 +154,9 @@ impl ClientConfig {
         let token = if nonempty("HF_HUB_DISABLE_IMPLICIT_TOKEN").is_some() {
             None
         } else {
-            nonempty("HF_TOKEN")
-                .and_then(Token::new)
+            TOKEN_VARS
+                .iter()
+                .find_map(|name| nonempty(name).and_then(Token::new))
                 .or_else(|| dotenv_token(&dir.join(".env")))
                 .or_else(|| {
                     nonempty("HF_TOKEN_PATH")
@@ -179,16 +181,24 @@ impl ClientConfig {
     }
 }
 
-/// `HF_TOKEN=...` from a `.env` file (`export ` prefix and quotes allowed, `#` comments ignored).
+/// The environment variables a Hub token is read from, in this order: `HF_TOKEN` (what
+/// `huggingface_hub` reads), then `HUGGINGFACE_TOKEN` and `HF_ACCESS_TOKEN` (what the subnet's
+/// miner guides set).
+pub const TOKEN_VARS: [&str; 3] = ["HF_TOKEN", "HUGGINGFACE_TOKEN", "HF_ACCESS_TOKEN"];
+
+/// The token of a `.env` file: the first of [`TOKEN_VARS`] assigned there (`export ` prefix and
+/// quotes allowed, `#` comments ignored).
 fn dotenv_token(path: &Path) -> Option<Token> {
     let text = std::fs::read_to_string(path).ok()?;
+    TOKEN_VARS.iter().find_map(|name| dotenv_value(&text, name))
+}
+
+/// `NAME=value` from the text of a `.env` file.
+fn dotenv_value(text: &str, name: &str) -> Option<Token> {
     text.lines().find_map(|line| {
         let line = line.trim();
         let line = line.strip_prefix("export ").unwrap_or(line).trim_start();
-        let value = line
-            .strip_prefix("HF_TOKEN")?
-            .trim_start()
-            .strip_prefix('=')?;
+        let value = line.strip_prefix(name)?.trim_start().strip_prefix('=')?;
         let value = value.trim();
         let value = value
             .strip_prefix('"')
@@ -227,6 +237,34 @@ mod tests {
         assert_eq!(c.token.unwrap().expose(), "hf_dot");
         let c = cfg(&[("HF_HOME", h), ("HF_TOKEN", "hf_env")], dir.path());
         assert_eq!(c.token.unwrap().expose(), "hf_env");
+        // The miner guides' names, after HF_TOKEN and in this order.
+        let c = cfg(
+            &[("HF_HOME", h), ("HF_ACCESS_TOKEN", "hf_access")],
+            dir.path(),
+        );
+        assert_eq!(c.token.unwrap().expose(), "hf_access");
+        let c = cfg(
+            &[
+                ("HF_HOME", h),
+                ("HF_ACCESS_TOKEN", "hf_access"),
+                ("HUGGINGFACE_TOKEN", "hf_huggingface"),
+            ],
+            dir.path(),
+        );
+        assert_eq!(c.token.unwrap().expose(), "hf_huggingface");
+        let c = cfg(
+            &[
+                ("HF_HOME", h),
+                ("HF_ACCESS_TOKEN", "hf_access"),
+                ("HUGGINGFACE_TOKEN", "hf_huggingface"),
+                ("HF_TOKEN", "hf_env"),
+            ],
+            dir.path(),
+        );
+        assert_eq!(c.token.unwrap().expose(), "hf_env");
+        std::fs::write(dir.path().join(".env"), "HF_ACCESS_TOKEN=hf_dot_access\n").unwrap();
+        let c = cfg(&[("HF_HOME", h)], dir.path());
+        assert_eq!(c.token.unwrap().expose(), "hf_dot_access");
         let c = cfg(
             &[("HF_HOME", h), ("HF_HUB_DISABLE_IMPLICIT_TOKEN", "1")],
             dir.path(),

@@ -12,8 +12,8 @@ use protocol::scoring::EpochReport;
 use subtensor::wallet::load_hotkey;
 use subtensor::{Chain, ChainArgs, DevnetChain, Signer, WalletPath};
 
-/// The competition id the validator's config knows: `cluster.toml` has no competition table, the
-/// validator scores every commitment, and the devnet's demo miners commit under this id.
+/// The default competition id: the one the subnet's miners commit under, the devnet's demo
+/// miners too, and the one `submit` uses without `--competition`.
 pub const DEFAULT_COMPETITION: &str = "1";
 
 /// The devnet's default miner wallet name (under `<state_dir>/wallets`).

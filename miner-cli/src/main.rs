@@ -15,9 +15,9 @@ use std::path::PathBuf;
 use anyhow::{bail, Context, Result};
 use clap::{Parser, Subcommand};
 use protocol::commitment::Commitment;
-use protocol::config::Mode;
+use protocol::config::{ClusterConfig, CompetitionConfig, Mode};
 use subtensor::wallet::{load_coldkeypub, load_or_create_wallet};
-use subtensor::ChainArgs;
+use subtensor::{ChainArgs, LogArgs};
 
 use crate::ctx::{Ctx, DEFAULT_COMPETITION};
 
@@ -37,9 +37,16 @@ struct Cli {
     config: PathBuf,
     #[command(flatten)]
     chain: ChainArgs,
-    /// Print the competition ids the validator config knows and the ones committed on chain.
-    #[arg(long = "list-competitions")]
+    #[command(flatten)]
+    log: LogArgs,
+    /// Print the competitions the validator config (or `--competitions-file`) lists and the
+    /// ids committed on chain.
+    #[arg(long = "list-competitions", alias = "list_competitions")]
     list_competitions: bool,
+    /// Read the `[[competitions]]` table from this file instead of `--config`: a validator's
+    /// config or a published competitions file, as a path or an http(s):// URL.
+    #[arg(long = "competitions-file", alias = "competitions_file", global = true)]
+    competitions_file: Option<String>,
     #[command(subcommand)]
     command: Option<Command>,
 }
@@ -54,23 +61,33 @@ enum Command {
     },
     /// Devnet: create the wallet if needed and register its hotkey on the subnet.
     Register,
-    /// Validate, upload (private on the Hugging Face Hub) and commit `repo:competition:sha`.
+    /// Validate, upload (private on the Hugging Face Hub), commit `repo:competition:sha`, then
+    /// make the repo public (unless `--keep-private`).
     Submit {
         /// The JSONL file.
-        #[arg(long = "dataset_path")]
+        #[arg(long = "dataset_path", alias = "dataset-path")]
         dataset_path: PathBuf,
         /// The dataset repo, namespace/name.
-        #[arg(long = "hf_repo_id")]
+        #[arg(long = "hf_repo_id", alias = "hf-repo-id")]
         hf_repo_id: String,
-        /// The competition id.
-        #[arg(long, default_value = DEFAULT_COMPETITION)]
+        /// The competition id (`--competition_id` as the Python miner spells it).
+        #[arg(long, aliases = ["competition_id", "competition-id"], default_value = DEFAULT_COMPETITION)]
         competition: String,
-        /// After the commitment has landed (and only then), make the Hugging Face repo public.
-        #[arg(long = "update-repo-visibility")]
+        /// Make the Hugging Face repo public once the commitment has landed (and only then).
+        /// This is the default; the flag is accepted as the Python miner spells it.
+        #[arg(long = "update-repo-visibility", alias = "update_repo_visibility")]
         update_repo_visibility: bool,
+        /// Leave the Hugging Face repo private after the commitment: validators cannot read it,
+        /// so it scores nothing until you make it public yourself.
+        #[arg(
+            long = "keep-private",
+            alias = "keep_private",
+            conflicts_with = "update_repo_visibility"
+        )]
+        keep_private: bool,
         /// Retries while the hotkey's commitment space for the epoch is used up (each waits
         /// until the next epoch).
-        #[arg(long = "max-retries", default_value_t = 3)]
+        #[arg(long = "max-retries", alias = "max_retries", default_value_t = 3)]
         max_retries: u32,
     },
     /// My commitment and block, and my line of the validator's last epoch report.
@@ -85,6 +102,7 @@ enum Command {
         device: String,
     },
     /// Download every miner's committed dataset (parallel, resumable) into DIR.
+    #[command(alias = "fetch_all")]
     FetchAll {
         /// The output directory (with `index.json`).
         #[arg(long)]
@@ -106,6 +124,7 @@ enum Command {
 fn main() {
     protocol::transport::install_crypto_provider();
     let cli = Cli::parse();
+    cli.log.init("warn");
     let result = tokio::runtime::Runtime::new()
         .context("starting the async runtime")
         .and_then(|rt| rt.block_on(run(cli)));
@@ -118,7 +137,7 @@ fn main() {
 async fn run(cli: Cli) -> Result<()> {
     let ctx = Ctx::new(&cli.config, &cli.chain)?;
     if cli.list_competitions {
-        return competitions(&ctx).await;
+        return competitions(&ctx, cli.competitions_file.as_deref()).await;
     }
     let Some(command) = cli.command else {
         bail!("no command given (see miner-cli --help)");
@@ -130,7 +149,8 @@ async fn run(cli: Cli) -> Result<()> {
             dataset_path,
             hf_repo_id,
             competition,
-            update_repo_visibility,
+            update_repo_visibility: _,
+            keep_private,
             max_retries,
         } => {
             submit::submit(
@@ -139,7 +159,7 @@ async fn run(cli: Cli) -> Result<()> {
                     dataset_path: &dataset_path,
                     repo: &hf_repo_id,
                     competition: &competition,
-                    public: update_repo_visibility,
+                    public: !keep_private,
                     max_retries,
                 },
             )
@@ -149,7 +169,7 @@ async fn run(cli: Cli) -> Result<()> {
         Command::Eval { file, device } => eval::eval(&ctx, &file, &device).await,
         Command::FetchAll { out } => fetch::fetch_all(&ctx, &out).await,
         Command::Overlap { file, dir } => analysis::overlap(&ctx, &file, &dir).await,
-        Command::Competitions => competitions(&ctx).await,
+        Command::Competitions => competitions(&ctx, cli.competitions_file.as_deref()).await,
     }
 }
 
@@ -234,11 +254,70 @@ async fn status(ctx: &Ctx) -> Result<()> {
     Ok(())
 }
 
-async fn competitions(ctx: &Ctx) -> Result<()> {
-    println!(
-        "competitions the validator config knows: {DEFAULT_COMPETITION} (the default; {} has no competition table and the validator scores every commitment whatever its id)",
-        ctx.config_path.display()
-    );
+/// The `[[competitions]]` table of `file` (a path or an http(s):// URL), read as a validator
+/// config: every other key is optional.
+async fn load_competitions(file: &str) -> Result<Vec<CompetitionConfig>> {
+    let text = if file.starts_with("http://") || file.starts_with("https://") {
+        let response = reqwest::get(file)
+            .await
+            .with_context(|| format!("fetching {file}"))?;
+        let status = response.status();
+        if !status.is_success() {
+            bail!("fetching {file}: HTTP {status}");
+        }
+        response
+            .text()
+            .await
+            .with_context(|| format!("reading {file}"))?
+    } else {
+        std::fs::read_to_string(file).with_context(|| format!("reading {file}"))?
+    };
+    Ok(ClusterConfig::from_toml_str(&text, file)?.competitions)
+}
+
+async fn competitions(ctx: &Ctx, file: Option<&str>) -> Result<()> {
+    let (source, table) = match file {
+        Some(file) => (file.to_string(), load_competitions(file).await?),
+        None => (
+            ctx.config_path.display().to_string(),
+            ctx.config.competitions.clone(),
+        ),
+    };
+    if table.is_empty() {
+        println!(
+            "competitions the validator config knows: {DEFAULT_COMPETITION} (the default; {source} has no [[competitions]] table and the validator scores every commitment whatever its id)"
+        );
+    } else {
+        let ids: Vec<&str> = table.iter().map(|c| c.id.as_str()).collect();
+        println!(
+            "competitions the validator config knows: {} ({source}; any other id gets weight 0)",
+            ids.join(", ")
+        );
+        for c in &table {
+            let eval = if c.eval_set.is_empty() {
+                "[eval] set".to_string()
+            } else {
+                c.eval_set.clone()
+            };
+            let rows = c
+                .max_rows
+                .map_or("training.max_rows".to_string(), |r| r.to_string());
+            let overrides: Vec<String> = c
+                .training
+                .iter()
+                .map(|(k, v)| format!("{k} = {v}"))
+                .collect();
+            println!(
+                "  {}: eval set {eval}, rows used {rows}, training overrides: {}",
+                c.id,
+                if overrides.is_empty() {
+                    "none".to_string()
+                } else {
+                    overrides.join(", ")
+                }
+            );
+        }
+    }
     match ctx.chain().await {
         Ok(chain) => {
             let mut used = std::collections::BTreeMap::<String, usize>::new();
@@ -268,4 +347,101 @@ async fn competitions(ctx: &Ctx) -> Result<()> {
         Err(e) => println!("on chain: not read ({e:#})"),
     }
     Ok(())
+}
+
+#[cfg(test)]
+mod tests {
+    use clap::Parser;
+
+    use super::*;
+
+    /// The lines of the README's seed-command-lines block that start with `miner-cli `.
+    fn readme_lines() -> Vec<String> {
+        let readme = include_str!("../../README.md");
+        let start = readme
+            .find("<!-- seed-command-lines")
+            .expect("README has the seed-command-lines block");
+        let end = readme
+            .find("<!-- /seed-command-lines -->")
+            .expect("the block ends");
+        readme[start..end]
+            .lines()
+            .filter(|l| l.starts_with("miner-cli "))
+            .map(str::to_string)
+            .collect()
+    }
+
+    #[test]
+    fn seed_command_lines_parse() {
+        let lines = readme_lines();
+        assert!(lines.len() >= 3, "{lines:?}");
+        for line in &lines {
+            let cli = Cli::try_parse_from(line.split_whitespace())
+                .unwrap_or_else(|e| panic!("{line}: {e}"));
+            let mut config = protocol::config::ClusterConfig::default();
+            cli.chain
+                .apply(&mut config)
+                .unwrap_or_else(|e| panic!("{line}: {e}"));
+            assert_eq!(config.netuid, 96, "{line}");
+            assert_eq!(config.mode, Mode::Finney, "{line}");
+        }
+    }
+
+    #[test]
+    fn python_miner_flags_map_to_ours() {
+        let cli = Cli::try_parse_from([
+            "miner-cli",
+            "submit",
+            "--hf_repo_id",
+            "me/data",
+            "--dataset_path",
+            "d.jsonl",
+            "--competition_id",
+            "7",
+            "--update_repo_visibility",
+            "--max_retries",
+            "5",
+        ])
+        .unwrap();
+        let Some(Command::Submit {
+            competition,
+            update_repo_visibility,
+            keep_private,
+            max_retries,
+            hf_repo_id,
+            ..
+        }) = cli.command
+        else {
+            panic!("not submit");
+        };
+        assert_eq!(
+            (
+                competition.as_str(),
+                update_repo_visibility,
+                keep_private,
+                max_retries
+            ),
+            ("7", true, false, 5)
+        );
+        // Public by default, private only when asked, never both.
+        let args = [
+            "miner-cli",
+            "submit",
+            "--hf_repo_id",
+            "a/b",
+            "--dataset_path",
+            "d",
+        ];
+        let Some(Command::Submit { keep_private, .. }) = Cli::try_parse_from(args).unwrap().command
+        else {
+            panic!("not submit");
+        };
+        assert!(!keep_private);
+        let both = [&args[..], &["--keep-private", "--update_repo_visibility"]].concat();
+        assert!(Cli::try_parse_from(both).is_err());
+        assert_eq!(hf_repo_id, "me/data");
+        let cli = Cli::try_parse_from(["miner-cli", "--list_competitions"]).unwrap();
+        assert!(cli.list_competitions);
+        assert!(Cli::try_parse_from(["miner-cli", "submit", "--competitionid", "1"]).is_err());
+    }
 }

@@ -1,6 +1,6 @@
 //! `submit`: validate → upload (the devnet's local hub, or a private Hugging Face dataset repo)
 //! → commit `repo:competition:sha` on chain, retrying while the hotkey's commitment space for the
-//! epoch is used up → (only then) make the repo public when asked.
+//! epoch is used up → (only then) make the repo public, unless `--keep-private`.
 
 use std::path::Path;
 use std::time::Duration;
@@ -21,7 +21,8 @@ pub struct SubmitArgs<'a> {
     pub repo: &'a str,
     /// The competition id.
     pub competition: &'a str,
-    /// Make the HF repo public after the commitment landed.
+    /// Make the HF repo public after the commitment landed (the default; `--keep-private`
+    /// turns it off).
     pub public: bool,
     /// Retries on a used-up commitment space.
     pub max_retries: u32,
@@ -88,10 +89,19 @@ pub async fn submit(ctx: &Ctx, args: SubmitArgs<'_>) -> Result<()> {
             args.competition
         )
     })?;
-    if args.competition != crate::ctx::DEFAULT_COMPETITION {
-        eprintln!(
-            "warning: competition {:?}: the validator config knows only {:?} (see --list-competitions)",
+    // A competition the validator config does not list would spend the commitment on weight 0.
+    if let Err(reason) = config.competition(args.competition) {
+        bail!(
+            "--competition {}: {reason} in {} (its [[competitions]]: see miner-cli --list-competitions); validators give it weight 0, so nothing was uploaded or committed",
             args.competition,
+            ctx.config_path.display()
+        );
+    }
+    if config.competitions.is_empty() && args.competition != crate::ctx::DEFAULT_COMPETITION {
+        eprintln!(
+            "warning: competition {:?}: {} lists no competitions; the subnet's miners commit under {:?} (see --list-competitions)",
+            args.competition,
+            ctx.config_path.display(),
             crate::ctx::DEFAULT_COMPETITION
         );
     }
@@ -134,7 +144,7 @@ pub async fn submit(ctx: &Ctx, args: SubmitArgs<'_>) -> Result<()> {
                 bytes.len(),
                 args.repo,
                 sha,
-                if args.public { "" } else { "; stays private without --update-repo-visibility" }
+                if args.public { "" } else { "; stays private: --keep-private" }
             );
             sha
         }
@@ -188,20 +198,13 @@ pub async fn submit(ctx: &Ctx, args: SubmitArgs<'_>) -> Result<()> {
         signer.account()
     );
 
-    // Visibility, only now that the commitment is on chain.
-    if args.public {
-        match &hf {
-            Some(client) => {
-                client
-                    .set_visibility(args.repo, true)
-                    .await
-                    .map_err(|e| anyhow!("making {} public (the commitment is on chain already; retry with the Hub's settings page): {e}", args.repo))?;
-                println!("dataset repo {} is now public", args.repo);
-            }
-            None => println!(
-                "--update-repo-visibility: the local hub has no private repos; nothing to do"
-            ),
-        }
+    // Visibility, only now that the commitment is on chain (the local hub has no private repos).
+    if let (true, Some(client)) = (args.public, &hf) {
+        client
+            .set_visibility(args.repo, true)
+            .await
+            .map_err(|e| anyhow!("making {} public (the commitment is on chain already; retry with the Hub's settings page): {e}", args.repo))?;
+        println!("dataset repo {} is now public", args.repo);
     }
     println!("validators read back: {text}");
     println!(
@@ -213,8 +216,9 @@ pub async fn submit(ctx: &Ctx, args: SubmitArgs<'_>) -> Result<()> {
         ctx.config_path.display()
     );
     if hf.is_some() && !args.public {
-        println!(
-            "  note: {} is private; validators cannot fetch it until it is public (miner-cli submit ... --update-repo-visibility, or the Hub's settings)",
+        eprintln!(
+            "warning: --keep-private: {} stays private, so validators cannot read it and this \
+             commitment scores nothing until you make the repo public (the Hub's settings page)",
             args.repo
         );
     }

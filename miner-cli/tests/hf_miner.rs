@@ -1,7 +1,8 @@
 //! miner-cli with the devnet chain and a Hugging Face hub (the in-process local Hub server):
-//! submit uploads a private repo and commits; `--update-repo-visibility` makes it public only
-//! after the commitment; the validator fetches it through the HF client and scores it; status,
-//! fetch-all (resumable) and overlap work against it.
+//! submit uploads a private repo and commits, then makes it public by default (`--keep-private`
+//! keeps it private, with a warning); the token comes from `.env` or `HUGGINGFACE_TOKEN` and is
+//! never printed; the validator fetches the public repo through the HF client and scores it;
+//! status, fetch-all (resumable) and overlap work against it.
 
 mod common;
 
@@ -34,7 +35,8 @@ fn hugging_face_submit_score_status_fetch_all_and_overlap() {
         assert!(out.contains("registered as uid"), "{out}");
     }
 
-    // Alice: the token from .env in the directory she runs in; public after the commitment.
+    // Alice: the token from .env in the directory she runs in; no visibility flag, and the repo
+    // is public once the commitment landed (the Python miner's `--competition_id` spelling).
     let alice_dir = dir.path().join("alice");
     std::fs::create_dir_all(&alice_dir).expect("mkdir");
     std::fs::write(alice_dir.join(".env"), format!("HF_TOKEN={ALICE}\n")).expect(".env");
@@ -49,7 +51,8 @@ fn hugging_face_submit_score_status_fetch_all_and_overlap() {
             &on_topic,
             "--hf_repo_id",
             "alice/set",
-            "--update-repo-visibility",
+            "--competition_id",
+            "1",
         ],
         Some(&alice_dir),
         &[],
@@ -60,6 +63,7 @@ fn hugging_face_submit_score_status_fetch_all_and_overlap() {
             && out.contains("alice/set is now public"),
         "{out}"
     );
+    assert!(!out.contains(ALICE), "the token is never printed: {out}");
     assert_eq!(
         server.is_private(RepoKind::Dataset, "alice/set"),
         Some(false)
@@ -69,8 +73,9 @@ fn hugging_face_submit_score_status_fetch_all_and_overlap() {
         .expect("main");
     assert!(out.contains(&format!("alice/set:1:{sha}")), "{out}");
 
-    // Bob: HF_TOKEN in the environment; no --update-repo-visibility, so the repo stays private.
-    let out = ok(
+    // Bob: HUGGINGFACE_TOKEN (the miner guides' name) in the environment, and --keep-private:
+    // the repo stays private, with a warning that validators cannot read it.
+    let bob_out = miner(
         &config,
         &[
             "--wallet.name",
@@ -80,13 +85,26 @@ fn hugging_face_submit_score_status_fetch_all_and_overlap() {
             &demo("off_topic"),
             "--hf_repo_id",
             "bob/set",
+            "--keep-private",
         ],
         None,
-        &[("HF_TOKEN", BOB)],
+        &[("HUGGINGFACE_TOKEN", BOB)],
+    );
+    let out = String::from_utf8_lossy(&bob_out.stdout);
+    let warning = String::from_utf8_lossy(&bob_out.stderr);
+    assert!(bob_out.status.success(), "{out}{warning}");
+    assert!(
+        out.contains("committed bob/set:1:") && !out.contains("now public"),
+        "{out}"
     );
     assert!(
-        out.contains("committed bob/set:1:") && out.contains("is private"),
-        "{out}"
+        warning.contains("warning: --keep-private")
+            && warning.contains("validators cannot read it"),
+        "{warning}"
+    );
+    assert!(
+        !out.contains(BOB) && !warning.contains(BOB),
+        "token printed"
     );
     assert_eq!(server.is_private(RepoKind::Dataset, "bob/set"), Some(true));
 
@@ -107,7 +125,7 @@ fn hugging_face_submit_score_status_fetch_all_and_overlap() {
     );
     let stderr = String::from_utf8_lossy(&bad.stderr);
     assert!(
-        !bad.status.success() && stderr.contains("bob/other"),
+        !bad.status.success() && stderr.contains("bob/other") && !stderr.contains("hf_wrong"),
         "{stderr}"
     );
 

@@ -161,7 +161,8 @@ fn valid_repo_part(part: &str) -> bool {
         && !part.contains("..")
 }
 
-fn valid_competition_id(id: &str) -> bool {
+/// Whether `id` can be a commitment's competition id: 1 to 32 ASCII letters, digits, `_` or `-`.
+pub fn valid_competition_id(id: &str) -> bool {
     (1..=MAX_COMPETITION_ID_CHARS).contains(&id.len())
         && id
             .bytes()

@@ -398,6 +398,26 @@ impl Default for ScoringConfig {
     }
 }
 
+/// One `[[competitions]]` entry: a competition id miners commit under, with its eval set, row
+/// limit and training overrides. Without any entry every competition id is scored with the
+/// top-level settings; with entries, a commitment naming another id gets weight 0 ("unknown
+/// competition X").
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct CompetitionConfig {
+    /// The id in `repo:competition_id:sha` commitments.
+    pub id: String,
+    /// Its eval set (`org/name@sha` or a local JSONL); empty: `[eval] set`.
+    #[serde(default, skip_serializing_if = "String::is_empty")]
+    pub eval_set: String,
+    /// Rows of a miner dataset used (overrides `training.max_rows`; at most `dataset.max_rows`).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub max_rows: Option<usize>,
+    /// `[training]` keys that differ for this competition, e.g. `{ epochs = 3 }`.
+    #[serde(default, skip_serializing_if = "toml::Table::is_empty")]
+    pub training: toml::Table,
+}
+
 /// One `[[workers]]` entry: an in-process worker on a device.
 #[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
 #[serde(deny_unknown_fields)]
@@ -623,6 +643,8 @@ pub struct ClusterConfig {
     pub remote_workers: Vec<RemoteWorkerConfig>,
     /// `[worker_node]` (only `worker serve` reads it).
     pub worker_node: WorkerNodeConfig,
+    /// `[[competitions]]`: empty accepts every competition id.
+    pub competitions: Vec<CompetitionConfig>,
 }
 
 impl Default for ClusterConfig {
@@ -643,6 +665,7 @@ impl Default for ClusterConfig {
             cluster: ClusterNetConfig::default(),
             remote_workers: Vec::new(),
             worker_node: WorkerNodeConfig::default(),
+            competitions: Vec::new(),
         }
     }
 }
@@ -869,7 +892,118 @@ impl ClusterConfig {
                 ));
             }
         }
+        self.validate_competitions()
+    }
+
+    /// Checks the `[[competitions]]` entries: valid, unique ids; row limits within
+    /// `dataset.max_rows`; training overrides that name `[training]` keys with valid values.
+    fn validate_competitions(&self) -> Result<(), ConfigError> {
+        for (i, c) in self.competitions.iter().enumerate() {
+            let key = |field: &str| format!("competitions[{i}].{field}");
+            if !crate::commitment::valid_competition_id(&c.id) {
+                return Err(ConfigError::key(
+                    key("id"),
+                    format!(
+                        "{} is not a competition id (1 to 32 letters, digits, _ or -)",
+                        json::preview(&c.id, 40)
+                    ),
+                ));
+            }
+            if self.competitions[..i].iter().any(|o| o.id == c.id) {
+                return Err(ConfigError::key(
+                    key("id"),
+                    format!("{} is used by an earlier entry", json::preview(&c.id, 40)),
+                ));
+            }
+            if let Some(rows) = c.max_rows {
+                if rows == 0 || rows > self.dataset.max_rows {
+                    return Err(ConfigError::key(
+                        key("max_rows"),
+                        format!(
+                            "must be between 1 and dataset.max_rows ({})",
+                            self.dataset.max_rows
+                        ),
+                    ));
+                }
+            }
+            let training = self.merged_training(c).map_err(|mut e| {
+                e.key = Some(key(&e.key.unwrap_or_else(|| "training".into())));
+                e
+            })?;
+            if training.max_rows > self.dataset.max_rows {
+                return Err(ConfigError::key(
+                    key("training.max_rows"),
+                    format!("exceeds dataset.max_rows ({})", self.dataset.max_rows),
+                ));
+            }
+        }
         Ok(())
+    }
+
+    /// `[training]` with competition `c`'s overrides and row limit; errors name the key under
+    /// `training.`.
+    fn merged_training(&self, c: &CompetitionConfig) -> Result<TrainingConfig, ConfigError> {
+        let mut training = self.training.clone();
+        if !c.training.is_empty() {
+            let mut table = toml::Table::try_from(&self.training)
+                .map_err(|e| ConfigError::key("training", format!("cannot be merged: {e}")))?;
+            for (k, v) in &c.training {
+                table.insert(k.clone(), v.clone());
+            }
+            training = toml::Value::Table(table)
+                .try_into()
+                .map_err(|e: toml::de::Error| {
+                    ConfigError::key("training", e.message().trim().to_string())
+                })?;
+        }
+        if let Some(rows) = c.max_rows {
+            training.max_rows = rows;
+        }
+        training.validate()?;
+        Ok(training)
+    }
+
+    /// The `[[competitions]]` entry of `id`: `Ok(None)` when the table is empty (every id is
+    /// scored with the top-level settings), `Err("unknown competition X")` when `id` is not in
+    /// it.
+    pub fn competition(&self, id: &str) -> Result<Option<&CompetitionConfig>, String> {
+        if self.competitions.is_empty() {
+            return Ok(None);
+        }
+        self.competitions
+            .iter()
+            .find(|c| c.id == id)
+            .map(Some)
+            .ok_or_else(|| {
+                if crate::commitment::valid_competition_id(id) {
+                    format!("unknown competition {id}")
+                } else {
+                    format!("unknown competition {}", json::preview(id, 40))
+                }
+            })
+    }
+
+    /// The training settings of competition `id`: `[training]` with its overrides (the
+    /// top-level ones for an id without an entry).
+    pub fn training_for(&self, id: &str) -> TrainingConfig {
+        match self.competition(id) {
+            // Validated on load, so the merge succeeds; the base is the safe fallback.
+            Ok(Some(c)) => self
+                .merged_training(c)
+                .unwrap_or_else(|_| self.training.clone()),
+            _ => self.training.clone(),
+        }
+    }
+
+    /// The config part of the loss cache key of a submission to competition `id`: SHA-256 of
+    /// the competition id and its training settings (see [`TrainingConfig::hash`]).
+    pub fn training_hash_for(&self, id: &str) -> String {
+        let mut hasher = Sha256::new();
+        hasher.update(b"competition\0");
+        hasher.update(id.as_bytes());
+        hasher.update(b"\0training\0");
+        hasher.update(self.training_for(id).hash().as_bytes());
+        hex::encode(hasher.finalize())
     }
 }
 

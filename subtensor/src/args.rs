@@ -1,5 +1,5 @@
 //! Which chain and wallet a command uses: the bittensor-style flags (`--subtensor.network`,
-//! `--netuid`, `--wallet.name`, `--wallet.hotkey`, `--wallet.path`) over `cluster.toml`'s `mode`,
+//! `--subtensor.chain_endpoint`, `--netuid`, `--wallet.name`, `--wallet.hotkey`, `--wallet.path`) over `cluster.toml`'s `mode`,
 //! `netuid` and `[subtensor]` table, and the connection to a subtensor node.
 
 use std::path::PathBuf;
@@ -20,6 +20,11 @@ pub struct ChainArgs {
     /// `devnet`, `finney`, `test`, `local` or a ws:// / wss:// URL (default: the config's mode).
     #[arg(long = "subtensor.network", global = true)]
     pub network: Option<String>,
+    /// A `ws://` / `wss://` node URL, as bittensor's `--subtensor.chain_endpoint` (e.g. your own
+    /// lite node with `--subtensor.network finney`). Sets `[subtensor] endpoint`; without
+    /// `--subtensor.network` the mode stays the config's, or becomes `local` on the devnet.
+    #[arg(long = "subtensor.chain_endpoint", global = true)]
+    pub chain_endpoint: Option<String>,
     /// The subnet (default: the config's netuid).
     #[arg(long, global = true)]
     pub netuid: Option<u16>,
@@ -49,6 +54,18 @@ impl ChainArgs {
                     config.subtensor.endpoint = parsed.url;
                 }
             }
+        }
+        if let Some(endpoint) = &self.chain_endpoint {
+            let parsed = Network::parse(endpoint).map_err(|_| {
+                anyhow::anyhow!(
+                    "--subtensor.chain_endpoint {endpoint:?}: expected a ws:// or wss:// URL \
+                     (or finney, test, local)"
+                )
+            })?;
+            if config.mode == Mode::Devnet {
+                config.mode = Mode::Local;
+            }
+            config.subtensor.endpoint = parsed.url;
         }
         if let Some(netuid) = self.netuid {
             config.netuid = netuid;

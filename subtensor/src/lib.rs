@@ -12,6 +12,7 @@
 //! - [`hotkey`]: the signing key (mini-secret, mnemonic or btwallet `privateKey`).
 //! - [`args`]: the `--subtensor.network`, `--netuid` and `--wallet.*` flags over `cluster.toml`,
 //!   and the connection they describe.
+//! - [`logging`]: the `--logging.*` and `--log-format` flags and the `tracing` subscriber.
 //! - [`commitment_data`]: the Commitments pallet's `Data` / `Registration` codec.
 //! - [`weights`]: commit hashes, salts, reveal windows, the pending-commit record.
 //! - [`network`]: `--subtensor.network` names and URLs.
@@ -29,6 +30,7 @@ pub mod connect;
 pub mod devnet;
 pub mod error;
 pub mod hotkey;
+pub mod logging;
 pub mod network;
 pub mod subtensor_chain;
 #[cfg(feature = "test-node")]
@@ -44,6 +46,7 @@ pub use client::{ChainCommitment, Subtensor, WeightCommit};
 pub use devnet::DevnetChain;
 pub use error::Error;
 pub use hotkey::Hotkey;
+pub use logging::{LogArgs, LogFormat};
 pub use network::Network;
 pub use subtensor_chain::SubtensorChain;
 pub use subxt_signer::sr25519::Keypair;

@@ -47,6 +47,8 @@ fn command(
         .env("RUST_LOG", "warn");
     for var in [
         "HF_TOKEN",
+        "HUGGINGFACE_TOKEN",
+        "HF_ACCESS_TOKEN",
         "HF_ENDPOINT",
         "HF_HUB_OFFLINE",
         "HF_TOKEN_PATH",
