@@ -251,15 +251,39 @@ fn an_epoch_resumed_after_a_failed_set_weights_applies_the_moving_average_once()
          BEGIN SELECT RAISE(ABORT, 'injected set_weights failure'); END;",
     )
     .expect("trigger");
-    let out = coordinator(&config)
+    // The service does not give up on a failed epoch: it retries, so stop it with SIGTERM
+    // once the failure is logged.
+    let log = dir.path().join("stderr.txt");
+    let mut child = coordinator(&config)
         .args(["run", "--json", "--epochs", "1"])
-        .output()
-        .expect("coordinator runs");
-    let stderr = String::from_utf8_lossy(&out.stderr);
-    assert!(
-        !out.status.success() && stderr.contains("injected set_weights failure"),
-        "the epoch should fail at set_weights: {stderr}"
-    );
+        .stdout(Stdio::null())
+        .stderr(std::fs::File::create(&log).expect("log file"))
+        .spawn()
+        .expect("coordinator starts");
+    let deadline = Instant::now() + Duration::from_secs(180);
+    while !std::fs::read_to_string(&log)
+        .unwrap_or_default()
+        .contains("injected set_weights failure")
+    {
+        assert!(
+            Instant::now() < deadline,
+            "the epoch should fail at set_weights: {}",
+            std::fs::read_to_string(&log).unwrap_or_default()
+        );
+        assert!(
+            child.try_wait().expect("child").is_none(),
+            "the process should retry, not exit: {}",
+            std::fs::read_to_string(&log).unwrap_or_default()
+        );
+        std::thread::sleep(Duration::from_millis(100));
+    }
+    let term = Command::new("kill")
+        .args(["-TERM", &child.id().to_string()])
+        .status()
+        .expect("kill");
+    assert!(term.success());
+    let status = child.wait().expect("exit");
+    assert!(status.success(), "SIGTERM exits 0: {status:?}");
     let state = State::open(&dir.path().join("state/validator.sqlite")).expect("state");
     assert_eq!(
         state.open_epoch().expect("open").map(|(e, _)| e),
