@@ -786,13 +786,13 @@ impl ClusterConfig {
         if d.max_file_bytes == 0 {
             return fail("dataset.max_file_bytes", "must be at least 1");
         }
-        if d.max_file_bytes > crate::wire::MAX_JOB_DATASET_BYTES {
+        if d.max_file_bytes > crate::dataset::MAX_JOB_DATASET_BYTES {
             return Err(ConfigError::key(
                 "dataset.max_file_bytes",
                 format!(
                     "{} exceeds {}, the largest dataset one job frame carries to a worker",
                     d.max_file_bytes,
-                    crate::wire::MAX_JOB_DATASET_BYTES
+                    crate::dataset::MAX_JOB_DATASET_BYTES
                 ),
             ));
         }

@@ -44,6 +44,12 @@ pub struct Row {
     pub conversations: Vec<Message>,
 }
 
+/// The largest dataset file a `Job` frame carries (65 MiB less 64 KiB; `wire::MAX_FRAME_BYTES` is
+/// this plus room for the rest of the job). `[dataset] max_file_bytes` may not exceed it, so
+/// every dataset the validator accepts reaches a remote worker (a job carries the file's bytes,
+/// so the number of rows does not change its size).
+pub const MAX_JOB_DATASET_BYTES: u64 = 65 * 1024 * 1024 - 64 * 1024;
+
 /// Size limits applied while reading a dataset: the `[dataset]` table of cluster.toml.
 ///
 /// Every key is optional; a missing one takes its default.

@@ -19,14 +19,11 @@ pub const PROTOCOL_VERSION: u16 = 2;
 /// The ALPN protocol id of this version.
 pub const ALPN: &[u8] = b"murmuration/2";
 
-/// The largest frame of any type: a job carrying a 64 MiB dataset plus its config.
-pub const MAX_FRAME_BYTES: usize = 65 * 1024 * 1024;
+/// The largest frame of any type: a job carrying the largest dataset plus 64 KiB for the rest
+/// of the job (ids, hashes, limits, training config): 65 MiB.
+pub const MAX_FRAME_BYTES: usize = MAX_JOB_DATASET_BYTES as usize + 64 * 1024;
 
-/// The largest dataset a `Job` frame carries: the frame cap less 64 KiB for the rest of the job
-/// (ids, hashes, limits, training config). `[dataset] max_file_bytes` may not exceed it, so
-/// every dataset the validator accepts reaches a remote worker (a job carries the file's bytes,
-/// so the number of rows does not change its size).
-pub const MAX_JOB_DATASET_BYTES: u64 = (MAX_FRAME_BYTES - 64 * 1024) as u64;
+pub use crate::dataset::MAX_JOB_DATASET_BYTES;
 
 /// The longest failure reason a worker sends (longer ones are cut at a character boundary).
 pub const MAX_REASON_BYTES: usize = 1024;

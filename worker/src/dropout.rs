@@ -114,7 +114,7 @@ impl<B: Backend> Dropout<B> {
 #[cfg(test)]
 mod tests {
     use super::*;
-    use crate::engine::CpuBackend as B;
+    use crate::backend::CpuBackend as B;
 
     fn values(t: Tensor<B, 2>) -> Vec<f32> {
         t.into_data().convert::<f32>().to_vec().expect("f32")

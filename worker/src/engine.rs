@@ -6,7 +6,6 @@ use std::str::FromStr;
 use std::sync::atomic::AtomicBool;
 use std::time::Instant;
 
-use burn::backend::Flex;
 use burn::tensor::backend::Backend;
 use serde::{Deserialize, Serialize};
 
@@ -22,8 +21,7 @@ use crate::train::{train_with, Backward, JobProgress, TrainSettings, TrainStats}
 use protocol::config::TrainingConfig;
 use protocol::dataset::Row;
 
-/// The CPU backend: Burn's flex (f32 by default; it also holds bf16, for testing the mixed path).
-pub type CpuBackend = Flex<f32, i32>;
+pub use crate::backend::CpuBackend;
 
 /// The CUDA backend, with Burn's kernel fusion and autotuning.
 #[cfg(feature = "cuda")]
@@ -424,7 +422,7 @@ mod tests {
     #[test]
     fn training_on_rows_lowers_their_eval_loss() {
         let dir = tempfile::tempdir().expect("tempdir");
-        crate::write_tiny_model(dir.path(), 1).expect("tiny model");
+        crate::tiny::write_tiny_model(dir.path(), 1).expect("tiny model");
         let engine = Engine::load(dir.path(), &Device::Cpu).expect("loads");
         let rows: Vec<Row> = (0..24)
             .map(|i| {

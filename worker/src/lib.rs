@@ -2,6 +2,7 @@
 //! pipeline, the training loop and the eval loss (docs/engine.md). [`Engine`] is the facade the
 //! coordinator and the `worker` binary use.
 
+pub mod backend;
 pub mod batch;
 pub mod bench;
 pub mod chat;

@@ -9,7 +9,7 @@ use anyhow::{Context, Result};
 use protocol::config::TrainingConfig;
 use protocol::dataset::{parse_dataset, DatasetLimits};
 
-use super::BenchArgs;
+use super::args::BenchArgs;
 use crate::Engine;
 
 /// Runs the dataset benchmark and prints the figures.
@@ -23,7 +23,7 @@ pub fn run(args: &BenchArgs) -> Result<()> {
             tmp.clone()
         }
     };
-    let (device, profile) = super::profile(args)?;
+    let (device, profile) = super::args::profile(args)?;
     let bytes = std::fs::read(&args.data).with_context(|| args.data.display().to_string())?;
     let limits = DatasetLimits {
         max_rows: usize::MAX,

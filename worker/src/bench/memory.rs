@@ -16,7 +16,7 @@ use std::time::Instant;
 use anyhow::{bail, Context, Result};
 use protocol::config::TrainingConfig;
 
-use super::BenchArgs;
+use super::args::BenchArgs;
 use crate::chat::Example;
 use crate::checkpoint::{load_model_with, LoadOptions};
 use crate::config::Qwen2Config;

@@ -16,8 +16,8 @@ use std::time::Instant;
 use anyhow::{bail, Context, Result};
 use burn::tensor::backend::Backend;
 
+use super::args::BenchArgs;
 use super::memory::synthetic_examples;
-use super::BenchArgs;
 use crate::checkpoint::load_model_with;
 use crate::eval::{eval_loss, EvalSet};
 use crate::lora::Adapter;
@@ -155,7 +155,7 @@ fn cuda_reserved(device: &burn::backend::cuda::CudaDevice) -> Option<u64> {
 
 /// Runs the synthetic benchmark and prints one JSON object.
 pub fn run(args: &BenchArgs) -> Result<()> {
-    let (device, profile) = super::profile(args)?;
+    let (device, profile) = super::args::profile(args)?;
     let figures = match device {
         Device::Cpu => {
             run_on::<crate::CpuBackend>(args, &device, profile, Default::default(), &|_| {

@@ -209,7 +209,7 @@ pub fn backward<B: Backend>(
 #[cfg(test)]
 mod tests {
     use super::*;
-    use crate::engine::CpuBackend as B;
+    use crate::backend::CpuBackend as B;
     use burn::backend::Autodiff;
     use burn::tensor::Distribution;
 
