@@ -13,7 +13,7 @@
 use std::sync::atomic::AtomicBool;
 use std::time::Instant;
 
-use anyhow::{bail, Context, Result};
+use anyhow::{Context, Result};
 use burn::tensor::backend::Backend;
 
 use super::args::BenchArgs;
@@ -174,7 +174,9 @@ pub fn run(args: &BenchArgs) -> Result<()> {
             )?
         }
         #[cfg(not(feature = "cuda"))]
-        Device::Cuda(_) => bail!("this binary was built without CUDA support (--features cuda)"),
+        Device::Cuda(_) => {
+            anyhow::bail!("this binary was built without CUDA support (--features cuda)")
+        }
     };
     println!("{figures}");
     Ok(())
