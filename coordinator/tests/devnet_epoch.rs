@@ -13,7 +13,9 @@ use subtensor::DevnetChain;
 
 mod common;
 
-use common::{coordinator, demo_dir, demo_training, eval_set, run_epochs};
+use common::{
+    coordinator, demo_dir, demo_training, eval_set, read, run_epochs, signal, wait_until,
+};
 
 /// A cluster.toml in `dir` using the repo's eval set and demo miners; `training_epochs` sets
 /// how long each job takes.
@@ -260,28 +262,20 @@ fn an_epoch_resumed_after_a_failed_set_weights_applies_the_moving_average_once()
         .stderr(std::fs::File::create(&log).expect("log file"))
         .spawn()
         .expect("coordinator starts");
-    let deadline = Instant::now() + Duration::from_secs(180);
-    while !std::fs::read_to_string(&log)
-        .unwrap_or_default()
-        .contains("injected set_weights failure")
-    {
-        assert!(
-            Instant::now() < deadline,
-            "the epoch should fail at set_weights: {}",
-            std::fs::read_to_string(&log).unwrap_or_default()
-        );
-        assert!(
-            child.try_wait().expect("child").is_none(),
-            "the process should retry, not exit: {}",
-            std::fs::read_to_string(&log).unwrap_or_default()
-        );
-        std::thread::sleep(Duration::from_millis(100));
-    }
-    let term = Command::new("kill")
-        .args(["-TERM", &child.id().to_string()])
-        .status()
-        .expect("kill");
-    assert!(term.success());
+    wait_until(
+        Duration::from_secs(180),
+        "the set_weights failure",
+        &log,
+        || {
+            assert!(
+                child.try_wait().expect("child").is_none(),
+                "the process should retry, not exit: {}",
+                read(&log)
+            );
+            read(&log).contains("injected set_weights failure")
+        },
+    );
+    signal(&child, "TERM");
     let status = child.wait().expect("exit");
     assert!(status.success(), "SIGTERM exits 0: {status:?}");
     let state = State::open(&dir.path().join("state/validator.sqlite")).expect("state");

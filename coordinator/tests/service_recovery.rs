@@ -7,8 +7,8 @@
 //! shutdown recorded in the state.
 
 use std::path::{Path, PathBuf};
-use std::process::{Child, Command, Stdio};
-use std::time::{Duration, Instant};
+use std::process::{Child, Stdio};
+use std::time::Duration;
 
 use hub::server::HubServer;
 use hub::{Hub, LocalHub, RepoKind};
@@ -19,7 +19,10 @@ use subxt_signer::sr25519::dev;
 
 mod common;
 
-use common::{coordinator, demo_dir, demo_training, eval_set, QUICK_TRAINING};
+use common::{
+    coordinator, demo_dir, demo_training, eval_set, read, signal, wait_exit, wait_until,
+    QUICK_TRAINING,
+};
 
 const NETUID: u16 = 5;
 
@@ -114,41 +117,6 @@ fn spawn(config: &Path, args: &[&str]) -> (Child, PathBuf, PathBuf) {
     (child, out, err)
 }
 
-fn read(path: &Path) -> String {
-    std::fs::read_to_string(path).unwrap_or_default()
-}
-
-/// Waits (up to `limit`) until `done` holds, failing with `what` and the process's stderr.
-fn wait_until(limit: Duration, what: &str, stderr: &Path, mut done: impl FnMut() -> bool) {
-    let start = Instant::now();
-    while !done() {
-        assert!(
-            start.elapsed() < limit,
-            "{what} did not happen within {limit:?}; stderr:\n{}",
-            read(stderr)
-        );
-        std::thread::sleep(Duration::from_millis(50));
-    }
-}
-
-/// Waits for the process to exit (up to `limit`), killing it otherwise.
-fn wait_exit(child: &mut Child, limit: Duration, stderr: &Path) -> std::process::ExitStatus {
-    let start = Instant::now();
-    loop {
-        if let Some(status) = child.try_wait().unwrap() {
-            return status;
-        }
-        if start.elapsed() > limit {
-            let _ = child.kill();
-            panic!(
-                "coordinator still running after {limit:?}; stderr:\n{}",
-                read(stderr)
-            );
-        }
-        std::thread::sleep(Duration::from_millis(50));
-    }
-}
-
 /// (jobs started, jobs finished) in the state database, read-only.
 fn jobs(db: &Path) -> (u64, u64) {
     let Ok(c) =
@@ -170,15 +138,6 @@ fn meta(db: &Path, key: &str) -> Option<String> {
         .ok()?;
     c.query_row("SELECT value FROM meta WHERE key = ?1", [key], |r| r.get(0))
         .ok()
-}
-
-fn signal(child: &Child, name: &str) {
-    let ok = Command::new("kill")
-        .args([&format!("-{name}"), &child.id().to_string()])
-        .status()
-        .unwrap()
-        .success();
-    assert!(ok, "kill -{name}");
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]

@@ -7,7 +7,8 @@
 pub mod cluster;
 
 use std::path::{Path, PathBuf};
-use std::process::{Command, Output};
+use std::process::{Child, Command, ExitStatus, Output};
+use std::time::{Duration, Instant};
 
 use protocol::scoring::EpochReport;
 
@@ -76,4 +77,50 @@ pub fn run_epochs(config: &Path, epochs: u64) -> Vec<EpochReport> {
         .output()
         .expect("coordinator runs");
     reports(&out)
+}
+
+/// A file's text, or nothing when it cannot be read (yet).
+pub fn read(path: &Path) -> String {
+    std::fs::read_to_string(path).unwrap_or_default()
+}
+
+/// Waits (up to `limit`) until `done` holds, failing with `what` and the process's stderr.
+pub fn wait_until(limit: Duration, what: &str, stderr: &Path, mut done: impl FnMut() -> bool) {
+    let start = Instant::now();
+    while !done() {
+        assert!(
+            start.elapsed() < limit,
+            "{what} did not happen within {limit:?}; stderr:\n{}",
+            read(stderr)
+        );
+        std::thread::sleep(Duration::from_millis(50));
+    }
+}
+
+/// Waits for the process to exit (up to `limit`), killing it otherwise.
+pub fn wait_exit(child: &mut Child, limit: Duration, stderr: &Path) -> ExitStatus {
+    let start = Instant::now();
+    loop {
+        if let Some(status) = child.try_wait().unwrap() {
+            return status;
+        }
+        if start.elapsed() > limit {
+            let _ = child.kill();
+            panic!(
+                "coordinator still running after {limit:?}; stderr:\n{}",
+                read(stderr)
+            );
+        }
+        std::thread::sleep(Duration::from_millis(50));
+    }
+}
+
+/// Sends the signal `name` (`TERM`, `INT`, …) to `child` with kill(1).
+pub fn signal(child: &Child, name: &str) {
+    let ok = Command::new("kill")
+        .args([&format!("-{name}"), &child.id().to_string()])
+        .status()
+        .unwrap()
+        .success();
+    assert!(ok, "kill -{name}");
 }
