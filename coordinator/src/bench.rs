@@ -14,9 +14,9 @@ use anyhow::{Context, Result};
 use protocol::config::TrainingConfig;
 use protocol::dataset::{canonical_row, content_hash, DatasetLimits, Message as Turn, Role, Row};
 use protocol::transport::{Identity, Timeouts};
-use protocol::wire::EvalSetData;
 use ractor::Actor;
 
+use crate::eval_sets::EvalSet;
 use crate::remote::{RemoteArgs, RemoteWorker};
 use crate::schedule::{schedule, JobHooks, WorkerHandle};
 use crate::worker_actor::{Job, JobOutcome, ValidatedFile};
@@ -149,10 +149,12 @@ pub async fn run(args: &ClusterBenchArgs) -> Result<()> {
         .iter()
         .map(|r| serde_json::to_string(r).unwrap_or_default() + "\n")
         .collect();
-    let eval = Arc::new(EvalSetData {
-        hash: content_hash(&eval_rows.iter().map(canonical_row).collect::<Vec<_>>()),
-        data: eval_text.into_bytes(),
-    });
+    let eval = Arc::new(EvalSet::new(
+        "bench",
+        eval_rows.clone(),
+        content_hash(&eval_rows.iter().map(canonical_row).collect::<Vec<_>>()),
+        eval_text.into_bytes(),
+    ));
     let mut workers = Vec::new();
     for (i, (address, fingerprint)) in addresses.iter().enumerate() {
         let (actor, _) = Actor::spawn(
@@ -169,7 +171,6 @@ pub async fn run(args: &ClusterBenchArgs) -> Result<()> {
                 },
                 heartbeat: Duration::from_secs(1),
                 worker_timeout: Duration::from_secs(10),
-                eval: eval.clone(),
                 expected_model: None,
                 status: Arc::new(std::sync::Mutex::new(Default::default())),
             },
@@ -219,6 +220,7 @@ pub async fn run(args: &ClusterBenchArgs) -> Result<()> {
                     max_rows: usize::MAX,
                     ..TrainingConfig::default()
                 },
+                eval: eval.clone(),
                 timeout: Duration::from_secs(3600),
             },
             tokens,

@@ -19,11 +19,12 @@ use protocol::config::{ClusterConfig, ScoringPolicy};
 use protocol::dataset::{parse_dataset, Dataset};
 use protocol::scoring::{
     content_duplicates, epoch_weights, loss_duplicates, moving_average, select_for_evaluation,
-    to_u16_weights, version_key, win_rates, winner_takes_all, Candidate, DatasetIdentity,
-    EpochReport, MinerLine, ScoredMiner,
+    split_by_share, to_u16_weights, version_key, win_rates, winner_takes_all, Candidate,
+    DatasetIdentity, EpochReport, MinerLine, ScoredMiner,
 };
 use subtensor::{AccountId, Chain, ChainError, Metagraph, Signer};
 
+use crate::eval_sets::EvalSets;
 use crate::metrics::Metrics;
 use crate::schedule::{schedule, GivenUp, JobHooks, Schedule, WorkerHandle};
 use crate::state::{CacheKey, PendingWeights, State, StateError};
@@ -136,8 +137,8 @@ pub struct Validator {
     pub signer: Signer,
     /// The workers.
     pub workers: Vec<WorkerHandle>,
-    /// SHA-256 of the eval set's canonical rows.
-    pub eval_hash: String,
+    /// The eval sets, and which competition is scored on which.
+    pub eval_sets: Arc<EvalSets>,
     /// SHA-256 of the base model.
     pub model_id: String,
     /// Counters for the Prometheus endpoint.
@@ -192,12 +193,16 @@ fn write_atomically(path: &Path, bytes: &[u8]) -> std::io::Result<()> {
 }
 
 impl Validator {
-    /// The loss cache key of `commitment`: its revision, the eval set, the model, and its
-    /// competition with that competition's training settings.
+    /// The loss cache key of `commitment`: its revision, its competition's eval set, the model,
+    /// and its competition with that competition's training settings.
     fn cache_key(&self, commitment: &Commitment) -> CacheKey {
         CacheKey {
             revision: commitment.revision.clone(),
-            eval_hash: self.eval_hash.clone(),
+            eval_hash: self
+                .eval_sets
+                .for_competition(&commitment.competition_id)
+                .hash()
+                .to_string(),
             model_id: self.model_id.clone(),
             config_hash: self.config.training_hash_for(&commitment.competition_id),
         }
@@ -298,6 +303,7 @@ impl Validator {
                     weight_u16: 0,
                     reason: String::new(),
                     worker: None,
+                    competition: None,
                 };
                 let dataset = match found {
                     None => {
@@ -312,6 +318,9 @@ impl Validator {
                         {
                             Ok((commitment, dataset, bytes)) => {
                                 line.rows = Some(dataset.rows.len());
+                                if !self.config.competitions.is_empty() {
+                                    line.competition = Some(commitment.competition_id.clone());
+                                }
                                 Some((commitment, dataset, bytes))
                             }
                             Err(reason) => {
@@ -387,6 +396,10 @@ impl Validator {
                         rows: dataset.rows.clone(),
                         file: file.clone(),
                         config: self.config.training_for(&commitment.competition_id),
+                        eval: self
+                            .eval_sets
+                            .for_competition(&commitment.competition_id)
+                            .clone(),
                         timeout: Duration::from_secs(self.config.coordinator.job_timeout_secs),
                     },
                     self.cache_key(commitment),
@@ -451,13 +464,37 @@ impl Validator {
         Ok((scored, cached))
     }
 
-    /// Duplicates by loss, after training: the later of two equal losses leaves the field.
+    /// The competitions of the scored field, each with its miners. Without a `[[competitions]]`
+    /// table every commitment is scored together (under the id ""), whatever id it names.
+    fn by_competition(
+        &self,
+        entries: &BTreeMap<u16, Entry>,
+        scored: &[ScoredMiner],
+    ) -> BTreeMap<String, Vec<ScoredMiner>> {
+        let mut groups: BTreeMap<String, Vec<ScoredMiner>> = BTreeMap::new();
+        for m in scored {
+            let id = match entries.get(&m.uid).and_then(|e| e.dataset.as_ref()) {
+                Some((c, _, _)) if !self.config.competitions.is_empty() => c.competition_id.clone(),
+                _ => String::new(),
+            };
+            groups.entry(id).or_default().push(*m);
+        }
+        groups
+    }
+
+    /// Duplicates by loss, after training: the later of two equal losses of one competition
+    /// leaves the field (losses of different competitions come from different eval sets or
+    /// settings, so equal ones are no sign of a copy).
     fn drop_loss_duplicates(
         &self,
         entries: &mut BTreeMap<u16, Entry>,
         mut scored: Vec<ScoredMiner>,
     ) -> Vec<ScoredMiner> {
-        let loss_dups = loss_duplicates(&scored, self.config.scoring.duplicate_loss_rel);
+        let loss_dups: BTreeMap<u16, u16> = self
+            .by_competition(entries, &scored)
+            .values()
+            .flat_map(|group| loss_duplicates(group, self.config.scoring.duplicate_loss_rel))
+            .collect();
         scored.retain(|m| !loss_dups.contains_key(&m.uid));
         for (uid, original) in &loss_dups {
             if let Some(e) = entries.get_mut(uid) {
@@ -467,8 +504,10 @@ impl Validator {
         scored
     }
 
-    /// Score: win rates and epoch weights under the `[scoring]` policy, the new moving-average
-    /// scores (stored), and the u16 emission they give; every line gets its numbers.
+    /// Score: win rates and epoch weights under the `[scoring]` policy within each
+    /// competition, the emission split between competitions by share ([`split_by_share`]), the
+    /// new moving-average scores (stored), and the u16 emission they give; every line gets its
+    /// numbers.
     ///
     /// The update is applied once per epoch: the scores are stored together with the epoch they
     /// include. An epoch resumed after a failure or a crash between this step and its end (a
@@ -486,23 +525,41 @@ impl Validator {
             .values()
             .map(|e| (e.line.uid, e.line.hotkey.clone()))
             .collect();
+        let groups = self.by_competition(entries, scored);
+        let shares: BTreeMap<String, f64> = self
+            .config
+            .competitions
+            .iter()
+            .map(|c| (c.id.clone(), c.share()))
+            .collect();
         let (epoch_w, new_scores) = match s.policy {
             ScoringPolicy::WinRate => {
-                let rates = win_rates(scored, s.epsilon);
-                for (uid, rate) in &rates {
-                    if let Some(e) = entries.get_mut(uid) {
-                        e.line.win_rate = Some(*rate);
+                let mut per_competition = BTreeMap::new();
+                for (id, group) in &groups {
+                    let rates = win_rates(group, s.epsilon);
+                    for (uid, rate) in &rates {
+                        if let Some(e) = entries.get_mut(uid) {
+                            e.line.win_rate = Some(*rate);
+                        }
                     }
+                    per_competition.insert(id.clone(), epoch_weights(&rates, s.temperature));
                 }
-                let w = epoch_weights(&rates, s.temperature);
+                let w = split_by_share(&per_competition, &shares);
                 let new = moving_average(scores, &w, &hotkeys, s.alpha);
                 (w, new)
             }
             ScoringPolicy::WinnerTakesAll => {
-                let w: BTreeMap<u16, f64> = winner_takes_all(scored)
-                    .into_iter()
-                    .map(|u| (u, 1.0))
+                let per_competition = groups
+                    .iter()
+                    .map(|(id, group)| {
+                        let w: BTreeMap<u16, f64> = winner_takes_all(group)
+                            .into_iter()
+                            .map(|u| (u, 1.0))
+                            .collect();
+                        (id.clone(), w)
+                    })
                     .collect();
+                let w = split_by_share(&per_competition, &shares);
                 let new = hotkeys
                     .iter()
                     .map(|(uid, h)| (*uid, (h.clone(), w.get(uid).copied().unwrap_or(0.0))))

@@ -13,6 +13,7 @@ mod bench;
 mod bootstrap;
 mod commit_reveal;
 mod epoch;
+mod eval_sets;
 mod failure;
 mod metrics;
 mod remote;

@@ -177,7 +177,6 @@ async fn run(cli: Cli) -> Result<()> {
             force,
         } => init(&network, &out, force),
         Command::Check => {
-            one_eval_set(&config)?;
             let paths = Paths::new(&config, &cli.config);
             let refusals = protocol::profile::production_refusals(&config, &paths);
             let chain = protocol::profile::network_name(config.mode);
@@ -307,7 +306,6 @@ async fn run(cli: Cli) -> Result<()> {
             json,
             allow_demo_settings,
         } => {
-            one_eval_set(&config)?;
             guard(&config, &cli.config, allow_demo_settings)?;
             coordinator::run_validator(config, &cli.config, epochs, |report| {
                 if json {
@@ -354,22 +352,6 @@ fn init(network: &str, out: &std::path::Path, force: bool) -> Result<()> {
         "then: coordinator --config {} check   (and `run` once it prints ok)",
         out.display()
     );
-    Ok(())
-}
-
-/// The workers hold one eval set, so every competition is evaluated on `[eval] set`; a
-/// `[[competitions]]` entry naming another is refused, naming its key.
-fn one_eval_set(config: &ClusterConfig) -> Result<()> {
-    for (i, c) in config.competitions.iter().enumerate() {
-        anyhow::ensure!(
-            c.eval_set.is_empty() || c.eval_set == config.eval.set,
-            "competitions[{i}].eval_set: {:?} differs from eval.set {:?}; one validator \
-             evaluates every competition on eval.set (per-competition eval sets are not \
-             supported yet): leave it empty or set it to eval.set",
-            c.eval_set,
-            config.eval.set
-        );
-    }
     Ok(())
 }
 

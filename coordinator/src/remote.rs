@@ -12,17 +12,16 @@
 //! and its connection dropped, heartbeats or not. Whatever a worker writes is stored or logged
 //! cut short and with control characters escaped.
 
-use std::collections::VecDeque;
+use std::collections::{HashSet, VecDeque};
 use std::net::SocketAddr;
 use std::sync::atomic::{AtomicU64, Ordering};
 use std::sync::{Arc, Mutex};
 use std::time::{Duration, Instant};
 
-use protocol::dataset::{parse_dataset, DatasetLimits};
 use protocol::transport::{self, Identity, Timeouts, SERVER_NAME};
 use protocol::wire::{
-    bounded, Cancel, EvalSetData, FailureKind, FrameDecoder, Heartbeat, JobOutcomeWire, JobRequest,
-    Message, Sender, ALPN, PROTOCOL_VERSION,
+    bounded, Cancel, FailureKind, FrameDecoder, Heartbeat, JobOutcomeWire, JobRequest, Message,
+    Sender, ALPN, PROTOCOL_VERSION,
 };
 use ractor::{Actor, ActorProcessingErr, ActorRef};
 use worker::JobReport;
@@ -49,8 +48,6 @@ pub struct RemoteArgs {
     pub heartbeat: Duration,
     /// Silence after which the worker is presumed dead.
     pub worker_timeout: Duration,
-    /// The eval set (hash and bytes) every job is scored on.
-    pub eval: Arc<EvalSetData>,
     /// The model the worker must have loaded; `None` skips the check.
     pub expected_model: Option<String>,
     /// Where the proxy publishes the worker's status.
@@ -63,10 +60,9 @@ pub struct RemoteState {
     endpoint: quinn::Endpoint,
     config: quinn::ClientConfig,
     connection: Option<quinn::Connection>,
-    /// The connection (by `stable_id`) the eval set was last sent on; workers cache it by hash.
-    eval_sent_on: Option<usize>,
-    /// Rows in the eval set, which a worker's report must account for.
-    eval_set_rows: usize,
+    /// The eval sets (by hash) sent on the current connection (by `stable_id`); the worker
+    /// keeps them by hash for as long as it runs.
+    eval_sent: (Option<usize>, HashSet<String>),
     status: Arc<Mutex<WorkerStatus>>,
     nonce: AtomicU64,
 }
@@ -87,16 +83,6 @@ impl Actor for RemoteWorker {
         let config =
             transport::client_config(&args.identity, &args.fingerprint, args.timeouts, ALPN)?;
         let endpoint = transport::client_endpoint()?;
-        let eval_limits = DatasetLimits {
-            max_rows: usize::MAX,
-            max_file_bytes: u64::MAX,
-            max_line_bytes: usize::MAX,
-            ..DatasetLimits::default()
-        };
-        let eval_set_rows = parse_dataset(&args.eval.data, &eval_limits)
-            .map_err(|e| format!("remote worker {}: the eval set: {e}", args.id))?
-            .rows
-            .len();
         Ok(RemoteState {
             status: {
                 if let Ok(mut s) = args.status.lock() {
@@ -110,8 +96,7 @@ impl Actor for RemoteWorker {
             endpoint,
             config,
             connection: None,
-            eval_sent_on: None,
-            eval_set_rows,
+            eval_sent: (None, HashSet::new()),
             nonce: AtomicU64::new(1),
         })
     }
@@ -172,12 +157,7 @@ fn clean(text: &str) -> String {
 /// The miner's outcome of a job from the worker's result, or `Err` when the result is the
 /// worker's failure or not believable. `cancelled` says whether this proxy sent `Cancel` after
 /// measuring the job's timeout.
-fn outcome(
-    wire: JobOutcomeWire,
-    job: &Job,
-    eval_set_rows: usize,
-    cancelled: bool,
-) -> Result<JobOutcome, String> {
+fn outcome(wire: JobOutcomeWire, job: &Job, cancelled: bool) -> Result<JobOutcome, String> {
     match wire {
         JobOutcomeWire::Done {
             eval_loss,
@@ -200,7 +180,7 @@ fn outcome(
                 eval_rows_skipped: size(eval_rows_skipped.into()),
                 seconds,
             };
-            check_report(&report, job.rows.len(), &job.config, eval_set_rows)
+            check_report(&report, job.rows.len(), &job.config, job.eval.row_count())
                 .map_err(|e| format!("implausible result for job {}: {e}", job.id))?;
             Ok(JobOutcome::Done(report))
         }
@@ -334,11 +314,15 @@ impl RemoteState {
             s.devices = hello.devices.iter().map(|d| clean(&d.name)).collect();
             s.last_heartbeat = Some(unix_now());
         }
-        if self.eval_sent_on != Some(connection.stable_id()) {
-            transport::send(&mut send, &Message::EvalSet((*self.args.eval).clone()))
+        if self.eval_sent.0 != Some(connection.stable_id()) {
+            self.eval_sent = (Some(connection.stable_id()), HashSet::new());
+        }
+        if !self.eval_sent.1.contains(job.eval.hash()) {
+            tracing::debug!(worker = %self.args.id, eval_set = %job.eval.spec, "sending the eval set");
+            transport::send(&mut send, &Message::EvalSet((*job.eval.file).clone()))
                 .await
                 .map_err(io)?;
-            self.eval_sent_on = Some(connection.stable_id());
+            self.eval_sent.1.insert(job.eval.hash().to_string());
         }
         transport::send(
             &mut send,
@@ -348,7 +332,7 @@ impl RemoteState {
                 dataset_hash: job.file.content_hash.clone(),
                 limits: job.file.limits.clone(),
                 config: job.config.clone(),
-                eval_set_hash: self.args.eval.hash.clone(),
+                eval_set_hash: job.eval.hash().to_string(),
             }),
         )
         .await
@@ -363,7 +347,7 @@ impl RemoteState {
                 message = transport::receive(&mut recv, &mut decoder) => match message.map_err(io)? {
                     Some(Message::Result(r)) if r.job_id == job.id => {
                         let _ = send.finish();
-                        return outcome(r.outcome, job, self.eval_set_rows, cancelled_at.is_some());
+                        return outcome(r.outcome, job, cancelled_at.is_some());
                     }
                     Some(Message::Progress(p)) if p.job_id == job.id => {
                         last_seen = Instant::now();
@@ -413,8 +397,10 @@ impl RemoteState {
 #[cfg(test)]
 mod tests {
     use super::*;
+    use crate::eval_sets::EvalSet;
     use crate::worker_actor::ValidatedFile;
     use protocol::config::TrainingConfig;
+    use protocol::dataset::DatasetLimits;
 
     fn job() -> Job {
         Job {
@@ -430,6 +416,19 @@ mod tests {
                 epochs: 0,
                 ..TrainingConfig::default()
             },
+            // Three rows: what `done` reports.
+            eval: Arc::new(EvalSet::new(
+                "eval.jsonl",
+                vec![
+                    protocol::dataset::Row {
+                        system: None,
+                        conversations: Vec::new(),
+                    };
+                    3
+                ],
+                "e".repeat(64),
+                Vec::new(),
+            )),
             timeout: Duration::from_secs(60),
         }
     }
@@ -451,22 +450,22 @@ mod tests {
     fn only_the_miners_data_and_a_measured_timeout_reach_the_miner() {
         let failed = |kind| JobOutcomeWire::failed(kind, "why");
         assert_eq!(
-            outcome(failed(FailureKind::MinerData), &job(), 3, false),
+            outcome(failed(FailureKind::MinerData), &job(), false),
             Ok(JobOutcome::Failed("why".into()))
         );
         assert_eq!(
-            outcome(failed(FailureKind::Cancelled), &job(), 3, true),
+            outcome(failed(FailureKind::Cancelled), &job(), true),
             Ok(JobOutcome::TimedOut { limit_secs: 60 })
         );
-        assert!(outcome(failed(FailureKind::Cancelled), &job(), 3, false).is_err());
-        assert!(outcome(failed(FailureKind::Worker), &job(), 3, false).is_err());
-        assert!(outcome(failed(FailureKind::Unavailable), &job(), 3, true).is_err());
+        assert!(outcome(failed(FailureKind::Cancelled), &job(), false).is_err());
+        assert!(outcome(failed(FailureKind::Worker), &job(), false).is_err());
+        assert!(outcome(failed(FailureKind::Unavailable), &job(), true).is_err());
         assert!(matches!(
-            outcome(done(1.5), &job(), 3, false),
+            outcome(done(1.5), &job(), false),
             Ok(JobOutcome::Done(_))
         ));
         for bad in [-5.0, f64::NAN, f64::NEG_INFINITY] {
-            let e = outcome(done(bad), &job(), 3, false).expect_err("refused");
+            let e = outcome(done(bad), &job(), false).expect_err("refused");
             assert!(e.contains("implausible"), "{e}");
         }
     }
@@ -480,7 +479,6 @@ mod tests {
                 reason,
             },
             &job(),
-            3,
             false,
         )
         .expect("the miner's") else {

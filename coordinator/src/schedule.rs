@@ -443,6 +443,12 @@ mod tests {
                 content_hash: String::new(),
             }),
             config: protocol::config::TrainingConfig::default(),
+            eval: Arc::new(crate::eval_sets::EvalSet::new(
+                "eval",
+                Vec::new(),
+                String::new(),
+                Vec::new(),
+            )),
             timeout: Duration::from_secs(60),
         }
     }

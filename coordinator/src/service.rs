@@ -21,6 +21,7 @@ use crate::actor::{Coordinator, CoordinatorMsg};
 use crate::backoff::Backoff;
 use crate::bootstrap;
 use crate::epoch::Validator;
+use crate::eval_sets::{EvalSet, EvalSets};
 use crate::failure::{self, Severity};
 use crate::metrics::Metrics;
 use crate::remote::RemoteArgs;
@@ -32,10 +33,8 @@ use crate::worker_actor::{unix_now, WorkerActor, WorkerArgs, WorkerStatus};
 use protocol::config::Mode;
 use protocol::scoring::EpochReport;
 use protocol::transport::{Identity, Timeouts};
-use protocol::wire::EvalSetData;
 use subtensor::Chain;
 use subtensor::Signer;
-use worker::runner::EvalRows;
 
 /// How long one chain read is retried inside an epoch before the epoch gives up (and is itself
 /// retried).
@@ -182,24 +181,28 @@ pub async fn run_validator(
     let Some(model_dir) = until_up("model", &mut stop, classify_hub_startup, model).await? else {
         return stopped(&state, &stop);
     };
-    let eval = || async { Ok(hub::resolve::eval_set_path(&config, &paths, client).await?) };
-    let Some(eval_path) = until_up("eval set", &mut stop, classify_hub_startup, eval).await? else {
-        return stopped(&state, &stop);
-    };
-    let (eval_rows, eval_hash, eval_bytes) = hub::resolve::eval_set(&config, &eval_path)?;
+    let mut eval_paths = std::collections::BTreeMap::new();
+    for spec in config.eval_sets() {
+        let eval =
+            || async { Ok(hub::resolve::eval_set_path_of(spec, &config, &paths, client).await?) };
+        let Some(path) = until_up("eval set", &mut stop, classify_hub_startup, eval).await? else {
+            return stopped(&state, &stop);
+        };
+        eval_paths.insert(spec.to_string(), path);
+    }
+    let eval_sets = Arc::new(EvalSets::from_config(&config, |spec| {
+        let (rows, hash, bytes) = hub::resolve::eval_set(&config, &eval_paths[spec])?;
+        tracing::info!(eval_set = spec, rows = rows.len(), hash = %hash, "eval set");
+        Ok::<_, anyhow::Error>(EvalSet::new(spec, rows, hash, bytes))
+    })?);
     let model_id = worker::checkpoint::model_id(&model_dir)?;
-    tracing::info!(validator = %signer.account(), eval_rows = eval_rows.len(), model = %model_dir.display(), "starting");
-    let eval = EvalRows {
-        hash: eval_hash.clone(),
-        rows: Arc::new(eval_rows),
-    };
+    tracing::info!(validator = %signer.account(), eval_sets = eval_sets.distinct().len(), model = %model_dir.display(), "starting");
     let mut workers = Vec::new();
     for (i, w) in config.workers.iter().enumerate() {
         let status = Arc::new(Mutex::new(WorkerStatus::default()));
         let args = WorkerArgs {
             device: w.device.parse()?,
             model_dir: model_dir.clone(),
-            eval: eval.clone(),
             status: status.clone(),
             cancel_grace: Duration::from_millis(config.cluster.worker_timeout_ms),
         };
@@ -225,10 +228,6 @@ pub async fn run_validator(
             .await
             .map_err(|e| anyhow::anyhow!("proxy supervisor: {e}"))?;
         supervisors.push(supervisor.clone());
-        let eval_data = Arc::new(EvalSetData {
-            hash: eval_hash.clone(),
-            data: eval_bytes,
-        });
         for w in &config.remote_workers {
             let args = RemoteArgs {
                 id: w.id.clone(),
@@ -241,7 +240,6 @@ pub async fn run_validator(
                 },
                 heartbeat: Duration::from_millis(config.cluster.heartbeat_ms),
                 worker_timeout: Duration::from_millis(config.cluster.worker_timeout_ms),
-                eval: eval_data.clone(),
                 expected_model: Some(model_id.clone()),
                 status: Arc::new(Mutex::new(WorkerStatus::default())),
             };
@@ -304,7 +302,7 @@ pub async fn run_validator(
         state: state.clone(),
         signer,
         workers: workers.clone(),
-        eval_hash,
+        eval_sets,
         model_id,
         metrics,
         next_job: AtomicU64::new(1),

@@ -165,7 +165,6 @@ mod tests {
     use super::*;
     use crate::worker_actor::WorkerStatus;
     use protocol::transport::{Identity, Timeouts};
-    use protocol::wire::EvalSetData;
 
     #[tokio::test]
     async fn a_proxy_that_exits_is_restarted_into_the_same_slot() {
@@ -181,10 +180,6 @@ mod tests {
             },
             heartbeat: Duration::from_millis(100),
             worker_timeout: Duration::from_secs(1),
-            eval: Arc::new(EvalSetData {
-                hash: String::new(),
-                data: br#"{"conversations":[{"role":"user","content":"a"},{"role":"assistant","content":"b"}]}"#.to_vec(),
-            }),
             expected_model: None,
             status: Arc::new(Mutex::new(WorkerStatus::default())),
         };

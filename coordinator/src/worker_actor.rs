@@ -16,7 +16,9 @@ use protocol::config::TrainingConfig;
 use protocol::dataset::{DatasetLimits, Row};
 use ractor::{Actor, ActorProcessingErr, ActorRef, RpcReplyPort};
 use serde::{Deserialize, Serialize};
-use worker::runner::{DeviceRunner, EvalRows, JobFailure};
+
+use crate::eval_sets::EvalSet;
+use worker::runner::{DeviceRunner, JobFailure};
 use worker::{Device, JobReport};
 
 /// A miner's `data.jsonl` as the validator read it: what a remote worker parses again, with the
@@ -44,6 +46,8 @@ pub struct Job {
     pub file: Arc<ValidatedFile>,
     /// How to train.
     pub config: TrainingConfig,
+    /// The eval set of the miner's competition.
+    pub eval: Arc<EvalSet>,
     /// Wall-clock limit; the job is cancelled at the next optimizer step after it.
     pub timeout: Duration,
 }
@@ -170,8 +174,6 @@ pub struct WorkerArgs {
     pub device: Device,
     /// Model directory (config.json, safetensors, tokenizer.json).
     pub model_dir: PathBuf,
-    /// The evaluation rows and their hash.
-    pub eval: EvalRows,
     /// Where the worker publishes its status (shared with its [`crate::schedule::WorkerHandle`]).
     pub status: Arc<Mutex<WorkerStatus>>,
     /// How long a cancelled job may take to stop before it is abandoned.
@@ -181,7 +183,6 @@ pub struct WorkerArgs {
 /// The in-process worker's state.
 pub struct WorkerState {
     runner: DeviceRunner,
-    eval: EvalRows,
     status: Arc<Mutex<WorkerStatus>>,
     cancel_grace: Duration,
 }
@@ -219,11 +220,11 @@ impl WorkerState {
                 "step"
             );
         });
-        let (rows, config) = (job.rows.len(), job.config.clone());
+        let (rows, config, eval_rows) = (job.rows.len(), job.config.clone(), job.eval.row_count());
         let run = self.runner.run(
             job.rows,
             job.config,
-            self.eval.clone(),
+            job.eval.rows.clone(),
             cancel.clone(),
             progress,
         );
@@ -244,7 +245,7 @@ impl WorkerState {
             }
         };
         match result {
-            Ok(report) => check_report(&report, rows, &config, self.eval.rows.len())
+            Ok(report) => check_report(&report, rows, &config, eval_rows)
                 .map(|()| JobOutcome::Done(report))
                 .map_err(|e| format!("worker {name}: {e}")),
             Err(JobFailure::MinerData(reason)) => Ok(JobOutcome::Failed(reason)),
@@ -286,7 +287,6 @@ impl Actor for WorkerActor {
                 args.status.clone()
             },
             runner,
-            eval: args.eval,
             cancel_grace: args.cancel_grace,
         })
     }

@@ -13,7 +13,9 @@ use protocol::wire::{FrameDecoder, Message, ALPN};
 
 mod common;
 
-use common::{coordinator, demo_dir, demo_training, eval_set, run_epochs, write_config};
+use common::{
+    coordinator, demo_dir, demo_training, eval_set, run_epochs, write_config, QUICK_TRAINING,
+};
 
 /// The `worker` binary of this workspace (built by `cargo test --workspace`; built here otherwise).
 fn worker_bin() -> PathBuf {
@@ -167,6 +169,104 @@ fn two_remote_workers_give_the_single_node_result() {
             && listing.contains("remote"),
         "{listing}"
     );
+}
+
+/// The `miner-cli` binary beside `coordinator` (built by `cargo test --workspace`).
+fn miner_cli(config: &Path, args: &[&str]) -> String {
+    let bin = PathBuf::from(env!("CARGO_BIN_EXE_coordinator")).with_file_name("miner-cli");
+    assert!(
+        bin.exists(),
+        "{}: build it first (cargo build --workspace)",
+        bin.display()
+    );
+    let out = Command::new(bin)
+        .arg("--config")
+        .arg(config)
+        .args(args)
+        .env("RUST_LOG", "warn")
+        .env_remove("BT_WALLET_NAME")
+        .env_remove("BT_WALLET_PATH")
+        .output()
+        .expect("miner-cli");
+    assert!(
+        out.status.success(),
+        "miner-cli {args:?}: {}",
+        String::from_utf8_lossy(&out.stderr)
+    );
+    String::from_utf8_lossy(&out.stdout).into_owned()
+}
+
+/// Two competitions with their own eval sets, trained on one remote worker: each job is
+/// evaluated on its competition's set, which the proxy sends over the connection it needs it on
+/// (both sets over one connection here), and the losses equal miner-cli's local scoring on the
+/// same set.
+#[test]
+fn a_remote_worker_evaluates_each_competition_on_its_own_set() {
+    let dir = tempfile::tempdir().expect("tempdir");
+    let fp = coordinator_keygen(dir.path());
+    let (a, addr_a, fp_a) = start_worker(&dir.path().join("wa"), "wa", &fp);
+    let _workers = Workers(vec![a]);
+    let demo_eval = std::fs::read_to_string(eval_set()).expect("eval set");
+    let lines: Vec<&str> = demo_eval.lines().collect();
+    let second = dir.path().join("eval-two.jsonl");
+    std::fs::write(&second, lines[lines.len() - 40..].join("\n") + "\n").expect("write");
+    let config = write_config(
+        dir.path(),
+        &format!(
+            "workers = []\n[eval]\nset = \"{}\"\n[devnet]\ndemo_miners = false\n{QUICK_TRAINING}{CLUSTER}\
+             [[remote_workers]]\nid = \"wa\"\naddress = \"{addr_a}\"\nfingerprint = \"{fp_a}\"\n\
+             [[competitions]]\nid = \"1\"\n\n[[competitions]]\nid = \"2\"\neval_set = \"{}\"\n",
+            eval_set().display(),
+            second.display()
+        ),
+    );
+    assert_eq!(run_epoch(&config).trained, 0);
+    for (name, data, competition) in [("alice", "on_topic", "1"), ("bob", "off_topic", "2")] {
+        miner_cli(&config, &["--wallet.name", name, "register"]);
+        let file = demo_dir().join(format!("{data}.jsonl"));
+        let repo = format!("{name}/set");
+        miner_cli(
+            &config,
+            &[
+                "--wallet.name",
+                name,
+                "submit",
+                "--dataset_path",
+                file.to_str().expect("utf8"),
+                "--hf_repo_id",
+                &repo,
+                "--competition",
+                competition,
+            ],
+        );
+    }
+    let report = run_epoch(&config);
+    assert_eq!(report.trained, 2, "{report}");
+    for (competition, data) in [("1", "on_topic"), ("2", "off_topic")] {
+        let line = report
+            .miners
+            .iter()
+            .find(|m| m.competition.as_deref() == Some(competition))
+            .unwrap_or_else(|| panic!("no miner of competition {competition}: {report}"));
+        assert_eq!(line.worker.as_deref(), Some("wa"), "{report}");
+        let remote = line.eval_loss.expect("scored");
+        let file = demo_dir().join(format!("{data}.jsonl"));
+        let local = miner_cli(
+            &config,
+            &[
+                "eval",
+                file.to_str().expect("utf8"),
+                "--competition",
+                competition,
+            ],
+        );
+        let rows = if competition == "2" { 40 } else { lines.len() };
+        assert!(
+            local.contains(&format!("eval loss {remote:.5}"))
+                && local.contains(&format!(" {rows} eval rows")),
+            "competition {competition}: remote {remote:.5}, local: {local}"
+        );
+    }
 }
 
 #[test]

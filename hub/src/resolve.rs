@@ -112,20 +112,29 @@ pub async fn model(
     }
 }
 
-/// The eval set's path: a local file, or `org/name@sha` downloaded from the Hub when `hub` is
-/// given.
+/// The path of `[eval] set`: see [`eval_set_path_of`].
 pub async fn eval_set_path(
     config: &ClusterConfig,
     paths: &Paths,
     hub: Option<&HubClient>,
 ) -> Result<PathBuf, ResolveError> {
-    let set = &config.eval.set;
+    eval_set_path_of(&config.eval.set, config, paths, hub).await
+}
+
+/// The path of the eval set `set` (`[eval] set` or a competition's): a local file, or
+/// `org/name@sha` downloaded from the Hub (or found in its cache) when `hub` is given.
+pub async fn eval_set_path_of(
+    set: &str,
+    config: &ClusterConfig,
+    paths: &Paths,
+    hub: Option<&HubClient>,
+) -> Result<PathBuf, ResolveError> {
     match hub.filter(|_| is_hub_spec(set, paths)) {
         Some(hub) => hub
             .download_eval_set(set, config.dataset.max_file_bytes)
             .await
             .map_err(|source| ResolveError::EvalSetDownload {
-                spec: set.clone(),
+                spec: set.to_string(),
                 source: Box::new(source),
             }),
         None => Ok(paths.resolve(set)),

@@ -143,16 +143,20 @@ impl Ctx {
         }
     }
 
-    /// The eval set file, as the validator resolves it.
+    /// The `[eval] set` file, as the validator resolves it.
     pub async fn eval_set_path(&self) -> Result<PathBuf> {
-        let hf = if self.config.uses_huggingface()
-            && hub::resolve::is_hub_spec(&self.config.eval.set, &self.paths)
-        {
+        self.eval_set_path_of(&self.config.eval.set).await
+    }
+
+    /// The file of the eval set `spec` (`[eval] set` or a competition's), as the validator
+    /// resolves it.
+    pub async fn eval_set_path_of(&self, spec: &str) -> Result<PathBuf> {
+        let hf = if self.config.uses_huggingface() && hub::resolve::is_hub_spec(spec, &self.paths) {
             Some(self.hf_client()?)
         } else {
             None
         };
-        Ok(hub::resolve::eval_set_path(&self.config, &self.paths, hf.as_ref()).await?)
+        Ok(hub::resolve::eval_set_path_of(spec, &self.config, &self.paths, hf.as_ref()).await?)
     }
 
     /// Wall time of one block: the devnet's, or subtensor's 12 s.

@@ -1,6 +1,7 @@
 //! `eval FILE`: trains and evaluates a dataset exactly as a validator's worker does (the same
-//! engine, `[training]` table, model and eval set as the config), here on this machine, and
-//! places the loss among the losses of the validator's last epoch when its report is readable.
+//! engine, model, and the eval set and training settings of the competition given with
+//! `--competition`, from the config), here on this machine, and places the loss among the losses
+//! of that competition's miners in the validator's last epoch when its report is readable.
 
 use std::path::Path;
 use std::sync::atomic::AtomicBool;
@@ -13,9 +14,18 @@ use worker::runner::{DeviceRunner, EvalRows};
 use crate::analysis::load_dataset;
 use crate::ctx::Ctx;
 
-/// `eval FILE --device D`.
-pub async fn eval(ctx: &Ctx, file: &Path, device: &str) -> Result<()> {
+/// `eval FILE --device D --competition C`.
+pub async fn eval(ctx: &Ctx, file: &Path, device: &str, competition: &str) -> Result<()> {
     let config = &ctx.config;
+    config.competition(competition).map_err(|e| {
+        let listed: Vec<&str> = config.competitions.iter().map(|c| c.id.as_str()).collect();
+        anyhow!(
+            "--competition: {e}; {} lists {}",
+            ctx.config_path.display(),
+            listed.join(", ")
+        )
+    })?;
+    let training = config.training_for(competition);
     let (dataset, _) = load_dataset(file, &config.dataset)?;
     let hf = if config.uses_huggingface() {
         Some(ctx.hf_client()?)
@@ -29,7 +39,9 @@ pub async fn eval(ctx: &Ctx, file: &Path, device: &str) -> Result<()> {
     if config.uses_tiny_model() && !model_dir.join("config.json").exists() {
         worker::write_tiny_model(&model_dir, config.model.tiny_seed)?;
     }
-    let eval_path = hub::resolve::eval_set_path(config, &ctx.paths, hf.as_ref()).await?;
+    let eval_path = ctx
+        .eval_set_path_of(config.eval_set_for(competition))
+        .await?;
     let (eval_rows, eval_hash, _) = hub::resolve::eval_set(config, &eval_path)?;
     let device: worker::Device = device
         .parse()
@@ -59,7 +71,7 @@ pub async fn eval(ctx: &Ctx, file: &Path, device: &str) -> Result<()> {
     let report = runner
         .run(
             dataset.rows.clone(),
-            config.training.clone(),
+            training.clone(),
             EvalRows {
                 hash: eval_hash,
                 rows: Arc::new(eval_rows),
@@ -79,7 +91,7 @@ pub async fn eval(ctx: &Ctx, file: &Path, device: &str) -> Result<()> {
         report.eval_rows,
         report.seconds,
         &runner.model_id[..12.min(runner.model_id.len())],
-        &config.training.hash()[..12],
+        &training.hash()[..12],
     );
     let Some(last) = ctx.last_report()? else {
         println!("no validator epoch report here to compare with");
@@ -90,6 +102,9 @@ pub async fn eval(ctx: &Ctx, file: &Path, device: &str) -> Result<()> {
         .miners
         .iter()
         .filter(|m| me.as_deref() != Some(m.hotkey.as_str()))
+        // Losses compare within one competition (the line names it when the validator has a
+        // `[[competitions]]` table).
+        .filter(|m| m.competition.as_deref().is_none_or(|c| c == competition))
         .filter_map(|m| {
             m.eval_loss.map(|l| ScoredMiner {
                 uid: m.uid,

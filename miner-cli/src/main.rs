@@ -100,6 +100,10 @@ enum Command {
         /// `cpu`, `cuda` or `cuda:N` (CUDA needs a build with the worker's `cuda` feature).
         #[arg(long, default_value = "cpu")]
         device: String,
+        /// Score it as a submission to this competition: with its eval set and training
+        /// settings from the config's `[[competitions]]` table, against its miners.
+        #[arg(long, aliases = ["competition_id", "competition-id"], default_value = DEFAULT_COMPETITION)]
+        competition: String,
     },
     /// Download every miner's committed dataset (parallel, resumable) into DIR.
     #[command(alias = "fetch_all")]
@@ -166,7 +170,11 @@ async fn run(cli: Cli) -> Result<()> {
             .await
         }
         Command::Status => status(&ctx).await,
-        Command::Eval { file, device } => eval::eval(&ctx, &file, &device).await,
+        Command::Eval {
+            file,
+            device,
+            competition,
+        } => eval::eval(&ctx, &file, &device, &competition).await,
         Command::FetchAll { out } => fetch::fetch_all(&ctx, &out).await,
         Command::Overlap { file, dir } => analysis::overlap(&ctx, &file, &dir).await,
         Command::Competitions => competitions(&ctx, cli.competitions_file.as_deref()).await,

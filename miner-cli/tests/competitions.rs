@@ -157,3 +157,137 @@ fn unknown_competitions_get_weight_zero_and_overrides_are_in_the_cache_key() {
         );
     }
 }
+
+/// The `eval loss X.XXXXX` figure `miner-cli eval` prints.
+fn printed_loss(out: &str) -> f64 {
+    out.split("eval loss ")
+        .nth(1)
+        .and_then(|rest| rest.split_whitespace().next())
+        .and_then(|l| l.parse().ok())
+        .unwrap_or_else(|| panic!("no eval loss in {out}"))
+}
+
+#[test]
+fn each_competition_is_scored_on_its_own_eval_set_and_paid_its_share() {
+    let dir = tempfile::tempdir().expect("tempdir");
+    // Competition 2's eval set: the last 40 rows of the demo set, so another file and hash.
+    let demo_eval = std::fs::read_to_string(common::repo().join("eval_data/data.jsonl"))
+        .expect("demo eval set");
+    let lines: Vec<&str> = demo_eval.lines().collect();
+    let second = dir.path().join("eval-two.jsonl");
+    std::fs::write(&second, lines[lines.len() - 40..].join("\n") + "\n").expect("write");
+    let table = |share: f64, set: &std::path::Path| {
+        format!(
+            "[[competitions]]\nid = \"1\"\n\n[[competitions]]\nid = \"2\"\neval_set = \"{}\"\n\
+             reward_share = {share:.1}\n",
+            set.display()
+        )
+    };
+    let two = config(dir.path(), &table(3.0, &second));
+    assert_eq!(epoch(&two).trained, 0);
+    for name in ["alice", "bob"] {
+        ok(&two, &["--wallet.name", name, "register"], None, &[]);
+    }
+    for (name, data, competition) in [("alice", "on_topic", "1"), ("bob", "off_topic", "2")] {
+        let repo = format!("{name}/set");
+        ok(
+            &two,
+            &[
+                "--wallet.name",
+                name,
+                "submit",
+                "--dataset_path",
+                &demo(data),
+                "--hf_repo_id",
+                &repo,
+                "--competition",
+                competition,
+            ],
+            None,
+            &[],
+        );
+    }
+    let report = epoch(&two);
+    assert_eq!(report.trained, 2, "{report}");
+    let line = |competition: &str| {
+        report
+            .miners
+            .iter()
+            .find(|m| m.competition.as_deref() == Some(competition))
+            .cloned()
+            .unwrap_or_else(|| panic!("no miner of competition {competition}: {report}"))
+    };
+    let (alice, bob) = (line("1"), line("2"));
+    // Each is alone in its competition, so each wins all it can; the emission is split 1 : 3.
+    assert_eq!(
+        (alice.win_rate, bob.win_rate),
+        (Some(1.0), Some(1.0)),
+        "{report}"
+    );
+    assert!(
+        (alice.epoch_weight - 0.25).abs() < 1e-12 && (bob.epoch_weight - 0.75).abs() < 1e-12,
+        "{report}"
+    );
+    assert_eq!(
+        (alice.weight_u16, bob.weight_u16),
+        (21845, 65535),
+        "{report}"
+    );
+    let shown = report.to_string();
+    assert!(shown.contains("competition"), "{shown}");
+
+    // Bob's loss is the loss on competition 2's set: miner-cli scores his file the same way,
+    // and on competition 1's set (the demo eval set) it is another number.
+    let bob_loss = bob.eval_loss.expect("bob scored");
+    let on_two = ok(
+        &two,
+        &["eval", &demo("off_topic"), "--competition_id", "2"],
+        None,
+        &[],
+    );
+    assert!(
+        on_two.contains("(40 eval rows") || on_two.contains(" 40 eval rows"),
+        "{on_two}"
+    );
+    assert!(
+        (printed_loss(&on_two) - bob_loss).abs() < 1e-5,
+        "validator {bob_loss:.5}: {on_two}"
+    );
+    let on_one = ok(
+        &two,
+        &["eval", &demo("off_topic"), "--competition", "1"],
+        None,
+        &[],
+    );
+    assert!(
+        (printed_loss(&on_one) - bob_loss).abs() > 1e-4,
+        "the same loss on another eval set: {on_one}"
+    );
+    let unknown = miner(
+        &two,
+        &["eval", &demo("off_topic"), "--competition", "9"],
+        None,
+        &[],
+    );
+    let stderr = String::from_utf8_lossy(&unknown.stderr);
+    assert!(
+        !unknown.status.success()
+            && stderr.contains("unknown competition 9")
+            && stderr.contains("lists 1, 2"),
+        "{stderr}"
+    );
+
+    // Competition 2's eval set is part of its loss cache key: another set retrains bob only.
+    let third = dir.path().join("eval-three.jsonl");
+    std::fs::write(&third, lines[..30].join("\n") + "\n").expect("write");
+    let three = config(dir.path(), &table(3.0, &third));
+    let report = epoch(&three);
+    assert_eq!(report.trained, 1, "{report}");
+    assert!(
+        report
+            .miners
+            .iter()
+            .any(|m| m.competition.as_deref() == Some("1") && m.cached),
+        "{report}"
+    );
+}

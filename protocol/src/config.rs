@@ -254,7 +254,8 @@ impl Default for ModelConfig {
 #[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
 #[serde(deny_unknown_fields, default)]
 pub struct EvalConfig {
-    /// The evaluation set: a local JSONL file.
+    /// The evaluation set: a local JSONL file, or `org/name@sha` on the Hub. A
+    /// `[[competitions]]` entry may name its own.
     pub set: String,
 }
 
@@ -416,6 +417,18 @@ pub struct CompetitionConfig {
     /// `[training]` keys that differ for this competition, e.g. `{ epochs = 3 }`.
     #[serde(default, skip_serializing_if = "toml::Table::is_empty")]
     pub training: toml::Table,
+    /// Its share of the emission, relative to the other entries' (default 1: equal shares).
+    /// Losses are compared only within a competition; each competition's weights are scaled by
+    /// its share (`docs/scoring.md`).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub reward_share: Option<f64>,
+}
+
+impl CompetitionConfig {
+    /// Its share of the emission: `reward_share`, 1 when not given.
+    pub fn share(&self) -> f64 {
+        self.reward_share.unwrap_or(1.0)
+    }
 }
 
 /// One `[[workers]]` entry: an in-process worker on a device.
@@ -915,6 +928,14 @@ impl ClusterConfig {
                     format!("{} is used by an earlier entry", json::preview(&c.id, 40)),
                 ));
             }
+            if let Some(share) = c.reward_share {
+                if !(share.is_finite() && share > 0.0) {
+                    return Err(ConfigError::key(
+                        key("reward_share"),
+                        format!("{share} is not a positive number"),
+                    ));
+                }
+            }
             if let Some(rows) = c.max_rows {
                 if rows == 0 || rows > self.dataset.max_rows {
                     return Err(ConfigError::key(
@@ -993,6 +1014,27 @@ impl ClusterConfig {
                 .unwrap_or_else(|_| self.training.clone()),
             _ => self.training.clone(),
         }
+    }
+
+    /// The eval set (`org/name@sha` or a path) submissions to competition `id` are scored on:
+    /// its `[[competitions]]` entry's `eval_set` when it names one, else `[eval] set`.
+    pub fn eval_set_for(&self, id: &str) -> &str {
+        match self.competition(id) {
+            Ok(Some(c)) if !c.eval_set.is_empty() => &c.eval_set,
+            _ => &self.eval.set,
+        }
+    }
+
+    /// Every eval set the validator scores on, each once: `[eval] set` first, then the
+    /// competitions' own in table order.
+    pub fn eval_sets(&self) -> Vec<&str> {
+        let mut sets = vec![self.eval.set.as_str()];
+        for c in &self.competitions {
+            if !c.eval_set.is_empty() && !sets.contains(&c.eval_set.as_str()) {
+                sets.push(&c.eval_set);
+            }
+        }
+        sets
     }
 
     /// The config part of the loss cache key of a submission to competition `id`: SHA-256 of

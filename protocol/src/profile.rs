@@ -126,16 +126,25 @@ pub fn production_refusals(config: &ClusterConfig, paths: &Paths) -> Vec<Refusal
                 .into(),
         });
     }
-    let set = &config.eval.set;
-    let normalized = set.replace('\\', "/");
-    if normalized.ends_with("eval_data/data.jsonl") || is_demo_eval_file(&paths.resolve(set)) {
-        refusals.push(Refusal {
-            key: "eval.set".into(),
-            reason: format!(
-                "{set:?} is the bundled demo eval set; set eval.set to the subnet's eval set, \
-                 pinned as \"org/name@sha\""
-            ),
-        });
+    let sets = std::iter::once(("eval.set".to_string(), &config.eval.set)).chain(
+        config
+            .competitions
+            .iter()
+            .enumerate()
+            .filter(|(_, c)| !c.eval_set.is_empty())
+            .map(|(i, c)| (format!("competitions[{i}].eval_set"), &c.eval_set)),
+    );
+    for (key, set) in sets {
+        let normalized = set.replace('\\', "/");
+        if normalized.ends_with("eval_data/data.jsonl") || is_demo_eval_file(&paths.resolve(set)) {
+            refusals.push(Refusal {
+                reason: format!(
+                    "{set:?} is the bundled demo eval set; set {key} to the subnet's eval set, \
+                     pinned as \"org/name@sha\""
+                ),
+                key,
+            });
+        }
     }
     for (i, worker) in config.workers.iter().enumerate() {
         if worker.device == "cpu" {
@@ -213,8 +222,32 @@ mod tests {
         config.model.source = "models/qwen".into();
         config.workers[0].device = "cuda:1".into();
         let refusals = production_refusals(&config, &paths);
-        let _ = std::fs::remove_file(&copy);
         assert_eq!(refusals.len(), 1, "{refusals:?}");
         assert_eq!(refusals[0].key, "eval.set");
+        // A competition's own eval set is checked the same way.
+        config.eval.set = "org/evals@0123456789abcdef0123456789abcdef01234567".into();
+        config.competitions = vec![
+            crate::config::CompetitionConfig {
+                id: "1".into(),
+                eval_set: String::new(),
+                max_rows: None,
+                training: Default::default(),
+                reward_share: None,
+            },
+            crate::config::CompetitionConfig {
+                id: "2".into(),
+                eval_set: copy.display().to_string(),
+                max_rows: None,
+                training: Default::default(),
+                reward_share: None,
+            },
+        ];
+        let refusals = production_refusals(&config, &paths);
+        let _ = std::fs::remove_file(&copy);
+        assert_eq!(refusals.len(), 1, "{refusals:?}");
+        assert_eq!(refusals[0].key, "competitions[1].eval_set");
+        assert!(refusals[0]
+            .to_string()
+            .contains("set competitions[1].eval_set to"));
     }
 }

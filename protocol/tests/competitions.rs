@@ -74,6 +74,18 @@ fn bad_entries_are_refused_by_key_and_line() {
             "lora_rnk",
         ),
         ("[[competitions]]\nid = \"1\"\nrows = 4\n", "rows"),
+        (
+            "[[competitions]]\nid = \"1\"\nreward_share = 0.0\n",
+            "competitions[0].reward_share",
+        ),
+        (
+            "[[competitions]]\nid = \"1\"\nreward_share = -2.0\n",
+            "competitions[0].reward_share",
+        ),
+        (
+            "[[competitions]]\nid = \"1\"\nreward_share = nan\n",
+            "competitions[0].reward_share",
+        ),
     ];
     for (extra, needle) in cases {
         let err = parse(extra).unwrap_err();
@@ -85,4 +97,29 @@ fn bad_entries_are_refused_by_key_and_line() {
         err.starts_with("cluster.toml:8: "),
         "line of the key: {err}"
     );
+}
+
+#[test]
+fn each_competition_names_its_eval_set_and_share() {
+    let config = parse(
+        "[eval]\nset = \"main.jsonl\"\n[[competitions]]\nid = \"1\"\n\
+         [[competitions]]\nid = \"2\"\neval_set = \"org/two@0123456789abcdef0123456789abcdef01234567\"\n\
+         reward_share = 3.0\n[[competitions]]\nid = \"3\"\neval_set = \"main.jsonl\"\n",
+    )
+    .unwrap();
+    assert_eq!(config.eval_set_for("1"), "main.jsonl");
+    assert_eq!(
+        config.eval_set_for("2"),
+        "org/two@0123456789abcdef0123456789abcdef01234567"
+    );
+    assert_eq!(config.eval_set_for("unlisted"), "main.jsonl");
+    assert_eq!(
+        config.eval_sets(),
+        [
+            "main.jsonl",
+            "org/two@0123456789abcdef0123456789abcdef01234567"
+        ]
+    );
+    let shares: Vec<f64> = config.competitions.iter().map(|c| c.share()).collect();
+    assert_eq!(shares, [1.0, 3.0, 1.0]);
 }

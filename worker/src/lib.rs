@@ -20,6 +20,7 @@ pub mod model;
 pub mod optim;
 pub mod peft;
 pub mod precision;
+mod recent;
 pub mod runner;
 pub mod serve;
 pub mod tensors;

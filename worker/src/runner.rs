@@ -8,7 +8,6 @@
 //! state); the owner sees [`DeviceRunner::is_alive`] turn false and starts a fresh one with
 //! [`DeviceRunner::restart`].
 
-use std::collections::HashMap;
 use std::panic::AssertUnwindSafe;
 use std::path::{Path, PathBuf};
 use std::sync::atomic::{AtomicBool, Ordering};
@@ -18,7 +17,11 @@ use std::time::{Duration, Instant};
 use protocol::config::TrainingConfig;
 use protocol::dataset::Row;
 
+use crate::recent::Recent;
 use crate::{Device, Engine, EngineError, EvalSet, JobProgress, JobReport};
+
+/// Tokenised eval sets a device keeps (by hash and sequence length, the most recently used).
+const MAX_TOKENISED_EVAL_SETS: usize = 8;
 
 /// An eval set as rows with the hash that names it.
 #[derive(Debug, Clone)]
@@ -267,7 +270,7 @@ fn run_thread(
     health: &Health,
     device: &str,
 ) {
-    let mut eval_cache: HashMap<(String, usize), EvalSet> = HashMap::new();
+    let mut eval_cache: Recent<(String, usize), EvalSet> = Recent::new(MAX_TOKENISED_EVAL_SETS);
     while let Ok(mut request) = inbox.recv() {
         health.busy.store(true, Ordering::Release);
         let outcome = std::panic::catch_unwind(AssertUnwindSafe(|| {
@@ -296,7 +299,7 @@ fn run_thread(
 
 fn run_one(
     backend: &mut Backend,
-    eval_cache: &mut HashMap<(String, usize), EvalSet>,
+    eval_cache: &mut Recent<(String, usize), EvalSet>,
     request: &mut RunRequest,
 ) -> Result<JobReport, JobFailure> {
     match backend {

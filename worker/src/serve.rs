@@ -10,7 +10,6 @@
 //! device whose thread panicked is restarted in the background, or taken out of service when it
 //! cannot be.
 
-use std::collections::HashMap;
 use std::net::SocketAddr;
 use std::path::{Path, PathBuf};
 use std::sync::atomic::{AtomicBool, AtomicUsize, Ordering};
@@ -26,7 +25,12 @@ use protocol::wire::{
     Message, Progress, Sender, PROTOCOL_VERSION,
 };
 
+use crate::recent::Recent;
 use crate::runner::{DeviceRunner, EvalRows, JobFailure};
+
+/// Eval sets a worker keeps (by hash, the most recently used): one per competition of the
+/// validators it serves, with room for sets replaced while it runs.
+const MAX_EVAL_SETS: usize = 8;
 use crate::JobReport;
 
 // `worker keygen` reads the config's base directory through this path.
@@ -44,7 +48,8 @@ fn model_dir(config: &ClusterConfig, config_path: &Path) -> Result<PathBuf> {
 struct Node {
     hello: Hello,
     devices: Devices,
-    eval_sets: Mutex<HashMap<String, EvalRows>>,
+    /// The eval sets coordinators sent, by hash, the most recently used kept.
+    eval_sets: Mutex<Recent<String, EvalRows>>,
 }
 
 /// The node's devices: a pool of free runners, and how many are in service (free or busy).
@@ -172,7 +177,7 @@ impl Node {
                 model_id,
             },
             devices: Devices::new(runners.into_iter().map(|(_, r)| r).collect()),
-            eval_sets: Mutex::new(HashMap::new()),
+            eval_sets: Mutex::new(Recent::new(MAX_EVAL_SETS)),
         }
     }
 }
@@ -289,7 +294,7 @@ fn job_rows(
         .eval_sets
         .lock()
         .ok()
-        .and_then(|s| s.get(&job.eval_set_hash).cloned())
+        .and_then(|mut s| s.get(&job.eval_set_hash).cloned())
         .ok_or_else(|| format!("unknown eval set {}", bounded(&job.eval_set_hash, 64)))?;
     job.config
         .validate()

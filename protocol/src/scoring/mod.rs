@@ -7,6 +7,7 @@
 //! - [`eval_queue`]: which submissions are trained this epoch, in which order.
 //! - [`win_rate`]: pairwise wins with the earlier commit's advantage, win rates, the softmax,
 //!   the moving average, and the winner-takes-all alternative.
+//! - [`competitions`]: the emission split between competitions, each scored on its own.
 //! - [`emission`]: float weights to the `u16` vector the chain takes, and the version key.
 //! - [`report`]: the epoch report, one line per miner.
 //! - [`audit`]: one epoch's scoring recomputed from a JSON list (`coordinator score`).
@@ -15,6 +16,7 @@
 //! out-of-range parameters (the ranges are also checked when `cluster.toml` is loaded).
 
 pub mod audit;
+pub mod competitions;
 pub mod duplicates;
 pub mod emission;
 pub mod eval_queue;
@@ -22,6 +24,7 @@ pub mod report;
 pub mod win_rate;
 
 pub use audit::score_audit;
+pub use competitions::split_by_share;
 pub use duplicates::{content_duplicates, loss_duplicates, DatasetIdentity};
 pub use emission::{to_u16_weights, version_key};
 pub use eval_queue::{select_for_evaluation, Candidate};

@@ -31,6 +31,10 @@ pub struct MinerLine {
     pub reason: String,
     /// Which worker trained it this epoch.
     pub worker: Option<String>,
+    /// The competition its commitment names, when the validator has a `[[competitions]]` table
+    /// (losses and win rates compare miners of one competition only).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub competition: Option<String>,
 }
 
 /// What one epoch did.
@@ -65,12 +69,27 @@ impl std::fmt::Display for EpochReport {
             "epoch {} at block {}: {} trained, {} cached",
             self.epoch, self.block, self.trained, self.cached
         )?;
+        // The competition column appears when the validator has a `[[competitions]]` table.
+        let competitions = self.miners.iter().any(|m| m.competition.is_some());
         writeln!(
             f,
-            "{:>4}  {:<12}  {:>7}  {:>5}  {:>9}  {:>8}  {:>8}  {:>6}  reason",
-            "uid", "hotkey", "commit", "rows", "loss", "win_rate", "weight", "u16"
+            "{:>4}  {:<12}  {:>7}  {:>5}{}  {:>9}  {:>8}  {:>8}  {:>6}  reason",
+            "uid",
+            "hotkey",
+            "commit",
+            "rows",
+            if competitions { "  competition" } else { "" },
+            "loss",
+            "win_rate",
+            "weight",
+            "u16"
         )?;
         for m in &self.miners {
+            let competition = match (&m.competition, competitions) {
+                (_, false) => String::new(),
+                (Some(c), true) => format!("  {:<11}", printable(c)),
+                (None, true) => format!("  {:<11}", "-"),
+            };
             let hotkey: String = printable(&m.hotkey).chars().take(12).collect();
             let loss = m.eval_loss.map_or_else(
                 || "-".into(),
@@ -78,11 +97,12 @@ impl std::fmt::Display for EpochReport {
             );
             writeln!(
                 f,
-                "{:>4}  {:<12}  {:>7}  {:>5}  {:>9}  {:>8}  {:>8.4}  {:>6}  {}",
+                "{:>4}  {:<12}  {:>7}  {:>5}{}  {:>9}  {:>8}  {:>8.4}  {:>6}  {}",
                 m.uid,
                 hotkey,
                 opt(m.commit_block),
                 opt(m.rows),
+                competition,
                 loss,
                 m.win_rate.map_or_else(|| "-".into(), |w| format!("{w:.3}")),
                 m.epoch_weight,
@@ -130,6 +150,7 @@ mod tests {
                 weight_u16: 0,
                 reason: "fetch a/b: hub: \u{1b}[31mred\u{202e}".into(),
                 worker: None,
+                competition: None,
             }],
         };
         let shown = report.to_string();
