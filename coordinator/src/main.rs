@@ -106,7 +106,8 @@ enum Command {
     /// Check the config (`--config`) as `run` would: its values, and off the devnet the guard
     /// against demo settings. Prints `ok` or one line per problem.
     Check,
-    /// Recompute win rates and weights from a JSON array of {uid, block, loss|null, hash?} on stdin.
+    /// Recompute win rates and weights from a JSON array of {uid, block, loss|null, hash?,
+    /// competition?} on stdin (competition shares from the config).
     Score {
         /// Print JSON (the only format).
         #[arg(long)]
@@ -217,7 +218,12 @@ async fn run(cli: Cli) -> Result<()> {
             std::io::stdin()
                 .read_to_string(&mut input)
                 .context("reading stdin")?;
-            let out = protocol::scoring::score_audit(&input, &config.scoring)
+            let shares = config
+                .competitions
+                .iter()
+                .map(|c| (c.id.clone(), c.share()))
+                .collect();
+            let out = protocol::scoring::score_audit_competitions(&input, &config.scoring, &shares)
                 .map_err(|e| anyhow::anyhow!("stdin {e}"))?;
             println!("{}", serde_json::to_string_pretty(&out)?);
             Ok(())

@@ -235,6 +235,46 @@ fn each_competition_is_scored_on_its_own_eval_set_and_paid_its_share() {
     );
     let shown = report.to_string();
     assert!(shown.contains("competition"), "{shown}");
+    // `coordinator score` recomputes the same split from the report's lines.
+    let input: Vec<serde_json::Value> = report
+        .miners
+        .iter()
+        .map(|m| {
+            serde_json::json!({
+                "uid": m.uid,
+                "block": m.commit_block.unwrap_or(0),
+                "loss": m.eval_loss,
+                "competition": m.competition,
+            })
+        })
+        .collect();
+    let mut score = std::process::Command::new(common::coordinator_bin())
+        .arg("--config")
+        .arg(&two)
+        .arg("score")
+        .stdin(std::process::Stdio::piped())
+        .stdout(std::process::Stdio::piped())
+        .spawn()
+        .expect("coordinator score");
+    std::io::Write::write_all(
+        score.stdin.as_mut().expect("stdin"),
+        serde_json::to_string(&input).expect("json").as_bytes(),
+    )
+    .expect("write stdin");
+    let out = score.wait_with_output().expect("score");
+    let audit: serde_json::Value = serde_json::from_slice(&out.stdout).expect("score output");
+    for m in audit["miners"].as_array().expect("miners") {
+        let line = report
+            .miners
+            .iter()
+            .find(|l| Some(u64::from(l.uid)) == m["uid"].as_u64())
+            .expect("same uid");
+        assert_eq!(
+            m["u16"].as_u64(),
+            Some(u64::from(line.weight_u16)),
+            "{audit}"
+        );
+    }
 
     // Bob's loss is the loss on competition 2's set: miner-cli scores his file the same way,
     // and on competition 1's set (the demo eval set) it is another number.

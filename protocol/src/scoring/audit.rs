@@ -1,11 +1,12 @@
 //! `coordinator score`: the scoring of one epoch recomputed from a JSON list of
-//! `{uid, block, loss|null, hash?}`, with the same functions the validator uses, so anyone can
-//! audit a weight vector.
+//! `{uid, block, loss|null, hash?, competition?}`, with the same functions the validator uses, so
+//! anyone can audit a weight vector.
 
 use std::collections::BTreeMap;
 
 use serde::Deserialize;
 
+use super::competitions::split_by_share;
 use super::duplicates::{content_duplicates, loss_duplicates, DatasetIdentity};
 use super::emission::to_u16_weights;
 use super::win_rate::{epoch_weights, win_rates, winner_takes_all, ScoredMiner};
@@ -19,11 +20,26 @@ struct Input {
     loss: Option<f64>,
     #[serde(default)]
     hash: Option<String>,
+    /// Its competition, when the validator has a `[[competitions]]` table.
+    #[serde(default)]
+    competition: Option<String>,
 }
 
 /// Scores the miners described by `input` (a JSON array) and returns the JSON result:
 /// `{"policy", "miners": [{uid, block, loss, win_rate, weight, u16, reason}]}` sorted by uid.
+/// Every miner is in one field; see [`score_audit_competitions`] for several competitions.
 pub fn score_audit(input: &str, scoring: &ScoringConfig) -> Result<serde_json::Value, String> {
+    score_audit_competitions(input, scoring, &BTreeMap::new())
+}
+
+/// [`score_audit`] with the miners' `competition` fields: loss duplicates, win rates and epoch
+/// weights within each competition, the emission split by `shares` ([`split_by_share`]; a
+/// competition not in `shares` has share 1; miners without a competition form one field).
+pub fn score_audit_competitions(
+    input: &str,
+    scoring: &ScoringConfig,
+    shares: &BTreeMap<String, f64>,
+) -> Result<serde_json::Value, String> {
     let raw: Vec<serde_json::Value> =
         serde_json::from_str(input).map_err(|e| format!("input is not a JSON array: {e}"))?;
     let mut miners = Vec::with_capacity(raw.len());
@@ -65,8 +81,22 @@ pub fn score_audit(input: &str, scoring: &ScoringConfig) -> Result<serde_json::V
             })
         })
         .collect();
-    for (uid, original) in loss_duplicates(&scored, scoring.duplicate_loss_rel) {
-        reasons.insert(uid, format!("duplicate of uid {original} (equal loss)"));
+    let competition_of: BTreeMap<u16, String> = miners
+        .iter()
+        .map(|m| (m.uid, m.competition.clone().unwrap_or_default()))
+        .collect();
+    let groups = |scored: &[ScoredMiner]| {
+        let mut groups: BTreeMap<String, Vec<ScoredMiner>> = BTreeMap::new();
+        for m in scored {
+            let id = competition_of.get(&m.uid).cloned().unwrap_or_default();
+            groups.entry(id).or_default().push(*m);
+        }
+        groups
+    };
+    for group in groups(&scored).values() {
+        for (uid, original) in loss_duplicates(group, scoring.duplicate_loss_rel) {
+            reasons.insert(uid, format!("duplicate of uid {original} (equal loss)"));
+        }
     }
     scored.retain(|m| !reasons.contains_key(&m.uid));
     for m in &miners {
@@ -74,14 +104,21 @@ pub fn score_audit(input: &str, scoring: &ScoringConfig) -> Result<serde_json::V
             reasons.insert(m.uid, "no loss".into());
         }
     }
-    let rates = win_rates(&scored, scoring.epsilon);
-    let weights = match scoring.policy {
-        ScoringPolicy::WinRate => epoch_weights(&rates, scoring.temperature),
-        ScoringPolicy::WinnerTakesAll => winner_takes_all(&scored)
-            .into_iter()
-            .map(|u| (u, 1.0))
-            .collect(),
-    };
+    let mut rates = BTreeMap::new();
+    let mut per_competition = BTreeMap::new();
+    for (id, group) in groups(&scored) {
+        let group_rates = win_rates(&group, scoring.epsilon);
+        let weights = match scoring.policy {
+            ScoringPolicy::WinRate => epoch_weights(&group_rates, scoring.temperature),
+            ScoringPolicy::WinnerTakesAll => winner_takes_all(&group)
+                .into_iter()
+                .map(|u| (u, 1.0))
+                .collect(),
+        };
+        rates.extend(group_rates);
+        per_competition.insert(id, weights);
+    }
+    let weights = split_by_share(&per_competition, shares);
     let u16s: BTreeMap<u16, u16> = to_u16_weights(&weights).into_iter().collect();
     miners.sort_by_key(|m| m.uid);
     let out: Vec<serde_json::Value> = miners
@@ -140,6 +177,47 @@ mod tests {
             .map(|m| m["weight"].as_f64().unwrap_or(0.0))
             .sum();
         assert!((total - 1.0).abs() < 1e-12);
+    }
+
+    #[test]
+    fn competitions_are_scored_apart_and_paid_their_share() {
+        // Equal losses in two competitions are no duplicate; each competition's best takes its
+        // share (3 : 1).
+        let input = r#"[
+            {"uid": 0, "block": 1, "loss": 1.0, "competition": "1"},
+            {"uid": 1, "block": 2, "loss": 2.0, "competition": "1"},
+            {"uid": 2, "block": 3, "loss": 1.0, "competition": "2"}
+        ]"#;
+        let wta = ScoringConfig {
+            policy: ScoringPolicy::WinnerTakesAll,
+            ..ScoringConfig::default()
+        };
+        let shares = [("1".to_string(), 3.0)].into_iter().collect();
+        let out = score_audit_competitions(input, &wta, &shares).expect("scores");
+        let miners = out["miners"].as_array().expect("miners");
+        let weights: Vec<f64> = miners
+            .iter()
+            .map(|m| m["weight"].as_f64().unwrap_or(-1.0))
+            .collect();
+        assert_eq!(weights, [0.75, 0.0, 0.25]);
+        assert_eq!(miners[2]["reason"], "");
+        assert_eq!(
+            (
+                miners[1]["win_rate"].as_f64(),
+                miners[2]["win_rate"].as_f64()
+            ),
+            (Some(0.0), Some(1.0))
+        );
+        // Without the competition fields it is one field, and uid 2 is a loss duplicate of uid 0.
+        let one = score_audit(
+            &input.replace(r#", "competition": "2""#, r#", "competition": "1""#),
+            &wta,
+        )
+        .expect("scores");
+        assert_eq!(
+            one["miners"][2]["reason"],
+            "duplicate of uid 0 (equal loss)"
+        );
     }
 
     #[test]

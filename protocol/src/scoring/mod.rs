@@ -23,7 +23,7 @@ pub mod eval_queue;
 pub mod report;
 pub mod win_rate;
 
-pub use audit::score_audit;
+pub use audit::{score_audit, score_audit_competitions};
 pub use competitions::split_by_share;
 pub use duplicates::{content_duplicates, loss_duplicates, DatasetIdentity};
 pub use emission::{to_u16_weights, version_key};
