@@ -315,8 +315,11 @@ async fn competitions(ctx: &Ctx, file: Option<&str>) -> Result<()> {
                 .iter()
                 .map(|(k, v)| format!("{k} = {v}"))
                 .collect();
+            let share = c
+                .reward_share
+                .map_or(String::new(), |s| format!(", reward share {s}"));
             println!(
-                "  {}: eval set {eval}, rows used {rows}, training overrides: {}",
+                "  {}: eval set {eval}, rows used {rows}, training overrides: {}{share}",
                 c.id,
                 if overrides.is_empty() {
                     "none".to_string()

@@ -136,7 +136,7 @@ fn unknown_competitions_get_weight_zero_and_overrides_are_in_the_cache_key() {
     // A published competitions file, from a path and from a URL.
     let published = "[[competitions]]\nid = \"1\"\n\n[[competitions]]\nid = \"2\"\n\
         eval_set = \"org/evals@0123456789abcdef0123456789abcdef01234567\"\nmax_rows = 30\n\
-        training = { epochs = 1 }\n"
+        training = { epochs = 1 }\nreward_share = 2.5\n"
         .to_string();
     let file = dir.path().join("published.toml");
     std::fs::write(&file, &published).expect("write");
@@ -151,7 +151,7 @@ fn unknown_competitions_get_weight_zero_and_overrides_are_in_the_cache_key() {
         assert!(
             listing.contains("validator config knows: 1, 2")
                 && listing.contains(
-                    "2: eval set org/evals@0123456789abcdef0123456789abcdef01234567, rows used 30, training overrides: epochs = 1"
+                    "2: eval set org/evals@0123456789abcdef0123456789abcdef01234567, rows used 30, training overrides: epochs = 1, reward share 2.5"
                 ),
             "{source}: {listing}"
         );
