@@ -21,10 +21,10 @@ pub fn load_dataset(file: &Path, limits: &DatasetLimits) -> Result<(Dataset, Vec
     Ok((dataset, bytes))
 }
 
-/// The eval set's canonical rows and where they came from, as the validator resolves it (a local
-/// file, or `org/name@sha` through the Hub when the config uses the Hugging Face Hub).
-pub async fn eval_canonical(ctx: &Ctx) -> Result<(Vec<String>, PathBuf)> {
-    let path = ctx.eval_set_path().await?;
+/// The canonical rows of the eval set `spec` and where they came from, as the validator resolves
+/// it (a local file, or `org/name@sha` through the Hub when the config uses the Hugging Face Hub).
+pub async fn eval_canonical(ctx: &Ctx, spec: &str) -> Result<(Vec<String>, PathBuf)> {
+    let path = ctx.eval_set_path_of(spec).await?;
     let limits = DatasetLimits {
         max_rows: usize::MAX,
         max_file_bytes: u64::MAX,
@@ -34,6 +34,26 @@ pub async fn eval_canonical(ctx: &Ctx) -> Result<(Vec<String>, PathBuf)> {
     let eval =
         parse_dataset(&bytes, &limits).map_err(|e| anyhow!("eval set {}: {e}", path.display()))?;
     Ok((eval.canonical, path))
+}
+
+/// The competitions scored on the eval set `spec`, for labels: "" when the config has one eval
+/// set, else " (competitions 1, 2)" or " (no competition)".
+fn competitions_on(ctx: &Ctx, spec: &str) -> String {
+    let config = &ctx.config;
+    if config.eval_sets().len() < 2 {
+        return String::new();
+    }
+    let ids: Vec<&str> = config
+        .competitions
+        .iter()
+        .filter(|c| config.eval_set_for(&c.id) == spec)
+        .map(|c| c.id.as_str())
+        .collect();
+    match ids.len() {
+        0 => " (no competition)".into(),
+        1 => format!(" (competition {})", ids[0]),
+        _ => format!(" (competitions {})", ids.join(", ")),
+    }
 }
 
 /// The model's `tokenizer.json` when it is on this machine: the devnet's generated tiny model
@@ -118,22 +138,25 @@ pub async fn validate(ctx: &Ctx, file: &Path) -> Result<()> {
         );
     }
     println!("content hash: {}", dataset.content_hash);
-    match eval_canonical(ctx).await {
-        Ok((eval, path)) => {
-            let lines = eval_rows_in(&dataset, &eval);
-            println!(
-                "rows also in the eval set ({}): {} of {n} ({:.1} %){}",
-                path.display(),
-                lines.len(),
-                percent(lines.len(), n),
-                if lines.is_empty() {
-                    String::new()
-                } else {
-                    format!(", lines {}", lines_preview(&lines))
-                }
-            );
+    for spec in ctx.config.eval_sets() {
+        match eval_canonical(ctx, spec).await {
+            Ok((eval, path)) => {
+                let lines = eval_rows_in(&dataset, &eval);
+                println!(
+                    "rows also in the eval set ({}){}: {} of {n} ({:.1} %){}",
+                    path.display(),
+                    competitions_on(ctx, spec),
+                    lines.len(),
+                    percent(lines.len(), n),
+                    if lines.is_empty() {
+                        String::new()
+                    } else {
+                        format!(", lines {}", lines_preview(&lines))
+                    }
+                );
+            }
+            Err(e) => println!("eval-set overlap not measured: {e:#}"),
         }
-        Err(e) => println!("eval-set overlap not measured: {e:#}"),
     }
     let tokenizer = tokenizer_path(ctx);
     match worker::chat::ChatTokenizer::load(&tokenizer) {
@@ -230,18 +253,21 @@ pub async fn overlap(ctx: &Ctx, file: &Path, dir: &Path) -> Result<()> {
         mine.rows.len(),
         mine_distinct.len()
     );
-    match eval_canonical(ctx).await {
-        Ok((eval, path)) => {
-            let lines = eval_rows_in(&mine, &eval);
-            println!(
-                "eval set ({}): {} of {} rows also in it ({:.1} %)",
-                path.display(),
-                lines.len(),
-                mine.rows.len(),
-                percent(lines.len(), mine.rows.len())
-            );
+    for spec in config.eval_sets() {
+        match eval_canonical(ctx, spec).await {
+            Ok((eval, path)) => {
+                let lines = eval_rows_in(&mine, &eval);
+                println!(
+                    "eval set ({}){}: {} of {} rows also in it ({:.1} %)",
+                    path.display(),
+                    competitions_on(ctx, spec),
+                    lines.len(),
+                    mine.rows.len(),
+                    percent(lines.len(), mine.rows.len())
+                );
+            }
+            Err(e) => println!("eval-set overlap not measured: {e:#}"),
         }
-        Err(e) => println!("eval-set overlap not measured: {e:#}"),
     }
     println!(
         "{:>4}  {:<48}  {:<40}  {:>7}  {:>6}  {:>7}  linked",

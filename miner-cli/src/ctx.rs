@@ -143,11 +143,6 @@ impl Ctx {
         }
     }
 
-    /// The `[eval] set` file, as the validator resolves it.
-    pub async fn eval_set_path(&self) -> Result<PathBuf> {
-        self.eval_set_path_of(&self.config.eval.set).await
-    }
-
     /// The file of the eval set `spec` (`[eval] set` or a competition's), as the validator
     /// resolves it.
     pub async fn eval_set_path_of(&self, spec: &str) -> Result<PathBuf> {

@@ -303,6 +303,13 @@ fn each_competition_is_scored_on_its_own_eval_set_and_paid_its_share() {
         (printed_loss(&on_one) - bob_loss).abs() > 1e-4,
         "the same loss on another eval set: {on_one}"
     );
+    // validate measures the overlap with each eval set, naming the competitions it serves.
+    let summary = ok(&two, &["validate", &demo("off_topic")], None, &[]);
+    assert!(
+        summary.contains("eval-two.jsonl) (competition 2): ")
+            && summary.contains("data.jsonl) (competition 1): "),
+        "{summary}"
+    );
     let unknown = miner(
         &two,
         &["eval", &demo("off_topic"), "--competition", "9"],
