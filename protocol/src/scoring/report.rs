@@ -69,8 +69,13 @@ impl std::fmt::Display for EpochReport {
             "epoch {} at block {}: {} trained, {} cached",
             self.epoch, self.block, self.trained, self.cached
         )?;
-        // The competition column appears when the validator has a `[[competitions]]` table.
-        let competitions = self.miners.iter().any(|m| m.competition.is_some());
+        // The competition column appears when the lines name more than one competition.
+        let named: std::collections::BTreeSet<&str> = self
+            .miners
+            .iter()
+            .filter_map(|m| m.competition.as_deref())
+            .collect();
+        let competitions = named.len() > 1;
         writeln!(
             f,
             "{:>4}  {:<12}  {:>7}  {:>5}{}  {:>9}  {:>8}  {:>8}  {:>6}  reason",
