@@ -55,9 +55,12 @@ pub fn is_hub_spec(source: &str, paths: &Paths) -> bool {
 }
 
 /// The Hugging Face Hub client of `config`: the environment (`HF_ENDPOINT`, `HF_TOKEN`, `.env`,
-/// `HF_HOME`, `HF_HUB_OFFLINE`), with `[hub] endpoint` and `cache_dir` when set.
+/// `HF_HOME`, `HF_HUB_OFFLINE`), with `[hub] endpoint` and `cache_dir` when set, and the
+/// `[hub] download_deadline_secs` limit on one dataset file.
 pub fn client(config: &ClusterConfig) -> Result<HubClient, HubError> {
-    let mut client_config = ClientConfig::from_env();
+    let mut client_config = ClientConfig::from_env().with_download_deadline(
+        std::time::Duration::from_secs(config.hub.download_deadline_secs),
+    );
     if !config.hub.endpoint.is_empty() {
         client_config.endpoint = config.hub.endpoint.trim_end_matches('/').to_string();
     }
@@ -159,4 +162,29 @@ pub fn eval_set(
     };
     let dataset = parse_dataset(&bytes, &limits).map_err(|e| fail(e.to_string()))?;
     Ok((dataset.rows, dataset.content_hash, bytes))
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn the_download_deadline_comes_from_the_config() {
+        let config = ClusterConfig::from_toml_str(
+            "mode = \"test\"\n[hub]\ndownload_deadline_secs = 42\n",
+            "cluster.toml",
+        )
+        .expect("config");
+        let hub = client(&config).expect("client");
+        assert_eq!(
+            hub.config().download_deadline,
+            std::time::Duration::from_secs(42)
+        );
+        let err = ClusterConfig::from_toml_str("[hub]\ndownload_deadline_secs = 0\n", "c.toml")
+            .expect_err("zero");
+        assert!(
+            err.to_string().contains("hub.download_deadline_secs"),
+            "{err}"
+        );
+    }
 }

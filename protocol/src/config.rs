@@ -352,6 +352,9 @@ pub struct HubConfig {
     pub cache_dir: String,
     /// Datasets fetched at once.
     pub parallel_downloads: usize,
+    /// Limit on fetching one dataset file (a miner's `data.jsonl`, an eval set) from the Hub,
+    /// retries included, in seconds.
+    pub download_deadline_secs: u64,
 }
 
 impl Default for HubConfig {
@@ -361,6 +364,7 @@ impl Default for HubConfig {
             endpoint: String::new(),
             cache_dir: String::new(),
             parallel_downloads: 4,
+            download_deadline_secs: 300,
         }
     }
 }
@@ -741,6 +745,9 @@ impl ClusterConfig {
         }
         if self.hub.parallel_downloads == 0 {
             return fail("hub.parallel_downloads", "must be at least 1");
+        }
+        if self.hub.download_deadline_secs == 0 {
+            return fail("hub.download_deadline_secs", "must be at least 1");
         }
         if self.training.max_rows > self.dataset.max_rows {
             return Err(ConfigError::key(
