@@ -916,8 +916,20 @@ impl ClusterConfig {
     }
 
     /// Checks the `[[competitions]]` entries: valid, unique ids; row limits within
-    /// `dataset.max_rows`; training overrides that name `[training]` keys with valid values.
+    /// `dataset.max_rows`; training overrides that name `[training]` keys with valid values; at
+    /// most [`crate::wire::MAX_EVAL_SETS`] distinct eval sets in all.
     fn validate_competitions(&self) -> Result<(), ConfigError> {
+        let sets = self.eval_sets().len();
+        if sets > crate::wire::MAX_EVAL_SETS {
+            return Err(ConfigError::key(
+                "competitions",
+                format!(
+                    "{sets} distinct eval sets (eval.set and the competitions' eval_set); \
+                     workers keep at most {}",
+                    crate::wire::MAX_EVAL_SETS
+                ),
+            ));
+        }
         for (i, c) in self.competitions.iter().enumerate() {
             let key = |field: &str| format!("competitions[{i}].{field}");
             if !crate::commitment::valid_competition_id(&c.id) {

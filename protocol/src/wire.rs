@@ -28,6 +28,11 @@ pub use crate::dataset::MAX_JOB_DATASET_BYTES;
 /// The longest failure reason a worker sends (longer ones are cut at a character boundary).
 pub const MAX_REASON_BYTES: usize = 1024;
 
+/// Eval sets a worker keeps (by hash, the most recently used), and so the most distinct eval sets
+/// one validator config may use (`[eval] set` and the competitions' own): a proxy sends a set once
+/// per connection and relies on the worker still having it.
+pub const MAX_EVAL_SETS: usize = 8;
+
 /// Which side of a connection sent a frame.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub enum Sender {

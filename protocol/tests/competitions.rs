@@ -87,6 +87,23 @@ fn bad_entries_are_refused_by_key_and_line() {
             "competitions[0].reward_share",
         ),
     ];
+    let many: String = (0..8)
+        .map(|i| format!("[[competitions]]\nid = \"{i}\"\neval_set = \"set{i}.jsonl\"\n"))
+        .collect();
+    let err = parse(&many).unwrap_err();
+    assert!(
+        err.contains("competitions: 9 distinct eval sets") && err.contains("at most 8"),
+        "{err}"
+    );
+    let reused: String = (0..8)
+        .map(|i| {
+            format!(
+                "[[competitions]]\nid = \"{i}\"\neval_set = \"set{}.jsonl\"\n",
+                i % 7
+            )
+        })
+        .collect();
+    assert!(parse(&reused).is_ok(), "8 distinct sets are fine");
     for (extra, needle) in cases {
         let err = parse(extra).unwrap_err();
         assert!(err.contains(needle), "{extra}: {err}");

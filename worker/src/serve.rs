@@ -28,9 +28,6 @@ use protocol::wire::{
 use crate::recent::Recent;
 use crate::runner::{DeviceRunner, EvalRows, JobFailure};
 
-/// Eval sets a worker keeps (by hash, the most recently used): one per competition of the
-/// validators it serves, with room for sets replaced while it runs.
-const MAX_EVAL_SETS: usize = 8;
 use crate::JobReport;
 
 // `worker keygen` reads the config's base directory through this path.
@@ -177,7 +174,7 @@ impl Node {
                 model_id,
             },
             devices: Devices::new(runners.into_iter().map(|(_, r)| r).collect()),
-            eval_sets: Mutex::new(Recent::new(MAX_EVAL_SETS)),
+            eval_sets: Mutex::new(Recent::new(protocol::wire::MAX_EVAL_SETS)),
         }
     }
 }
