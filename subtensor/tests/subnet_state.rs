@@ -105,7 +105,10 @@ fn apply_subnet_stakes_fills_every_uid() {
         assert_eq!(n.alpha_stake, s.alpha, "uid {}", n.uid);
         assert_eq!(n.tao_stake, Some(s.tao), "uid {}", n.uid);
         assert_eq!(n.total_stake, Some(s.total), "uid {}", n.uid);
-        assert_eq!(n.stake, lite[n.uid as usize], "stake stays the NeuronInfoLite sum");
+        assert_eq!(
+            n.stake, lite[n.uid as usize],
+            "stake stays the NeuronInfoLite sum"
+        );
     }
 }
 
@@ -129,8 +132,14 @@ fn stakes_differ_from_neuron_info_lite_where_the_python_decoder_says() {
     // The "21 of 1024" is total_stake; alpha_stake differs for 11.
     assert_eq!(alpha_differs.len(), 11);
     assert_eq!(total_differs.len(), 21);
-    assert_eq!(alpha_differs, uid_list(&e["alpha_stake_differs_from_lite_stake"]));
-    assert_eq!(total_differs, uid_list(&e["total_stake_differs_from_lite_stake"]));
+    assert_eq!(
+        alpha_differs,
+        uid_list(&e["alpha_stake_differs_from_lite_stake"])
+    );
+    assert_eq!(
+        total_differs,
+        uid_list(&e["total_stake_differs_from_lite_stake"])
+    );
     // total_stake differs exactly where the hotkey has TAO stake.
     assert_eq!(total_differs, tao_nonzero);
     assert_eq!(e["tao_stake_nonzero"], tao_nonzero.len());
@@ -142,9 +151,15 @@ fn stakes_differ_from_neuron_info_lite_where_the_python_decoder_says() {
     let sum = |f: fn(&SubnetStake) -> u64| stakes.iter().map(|s| f(s) as u128).sum::<u128>();
     let lite_sum: u128 = neurons.iter().map(|n| n.stake as u128).sum();
     assert_eq!(e["sum_lite_stake"].as_u64().unwrap() as u128, lite_sum);
-    assert_eq!(e["sum_alpha_stake"].as_u64().unwrap() as u128, sum(|s| s.alpha));
+    assert_eq!(
+        e["sum_alpha_stake"].as_u64().unwrap() as u128,
+        sum(|s| s.alpha)
+    );
     assert_eq!(e["sum_tao_stake"].as_u64().unwrap() as u128, sum(|s| s.tao));
-    assert_eq!(e["sum_total_stake"].as_u64().unwrap() as u128, sum(|s| s.total));
+    assert_eq!(
+        e["sum_total_stake"].as_u64().unwrap() as u128,
+        sum(|s| s.total)
+    );
 }
 
 /// `total_stake = alpha_stake + ⌊tao_stake × TaoWeight⌋` at every uid, with `TaoWeight` the
@@ -174,8 +189,16 @@ fn spot_values_match_the_independent_python_decoding() {
         let uid = spot["uid"].as_u64().unwrap() as usize;
         let n = &neurons[uid];
         let field = |name: &str| spot[name].as_u64().unwrap_or_else(|| panic!("{name}"));
-        assert_eq!(spot["hotkey"].as_str().unwrap(), hex32(&n.hotkey.0), "uid {uid}");
-        assert_eq!(spot["coldkey"].as_str().unwrap(), hex32(&n.coldkey.0), "uid {uid}");
+        assert_eq!(
+            spot["hotkey"].as_str().unwrap(),
+            hex32(&n.hotkey.0),
+            "uid {uid}"
+        );
+        assert_eq!(
+            spot["coldkey"].as_str().unwrap(),
+            hex32(&n.coldkey.0),
+            "uid {uid}"
+        );
         assert_eq!(n.stake, field("lite_stake"), "uid {uid}");
         assert_eq!(n.alpha_stake, field("alpha_stake"), "uid {uid}");
         assert_eq!(n.tao_stake, Some(field("tao_stake")), "uid {uid}");
