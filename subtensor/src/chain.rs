@@ -25,12 +25,13 @@ pub struct Neuron {
     /// stakers in `NeuronInfoLite.stake` (or `TotalHotkeyAlpha` from storage). Kept for the
     /// table of `coordinator chain metagraph`; the SDK's names are below.
     pub stake: u64,
-    /// The Python SDK's `metagraph.alpha_stake` (`SubnetInfoRuntimeApi.get_subnet_state`), in
-    /// the smallest unit (the SDK divides by 10^9); [`Neuron::stake`] where the runtime has no
-    /// such API.
+    /// The Python SDK's `metagraph.alpha_stake` (`SubnetInfoRuntimeApi.get_subnet_state`): the
+    /// hotkey's alpha after parent/child delegation, in the smallest unit (the SDK divides by
+    /// 10^9); [`Neuron::stake`] where the runtime has no such API.
     #[serde(default)]
     pub alpha_stake: u64,
-    /// The SDK's `metagraph.tao_stake`: TAO staked on the hotkey on the root subnet, in rao;
+    /// The SDK's `metagraph.tao_stake`: TAO staked on the hotkey on the root subnet, after
+    /// parent/child delegation, in rao;
     /// `None` where the runtime has no `get_subnet_state`.
     #[serde(default)]
     pub tao_stake: Option<u64>,
