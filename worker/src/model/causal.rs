@@ -8,20 +8,26 @@
 //! copying it. A query chunk `[i0, i1)` only multiplies the keys `[0, i1)`; the causal mask of a
 //! chunk is built on the device from two index ranges.
 
+use std::any::TypeId;
+
 use burn::tensor::activation::softmax;
 use burn::tensor::module::attention;
 use burn::tensor::ops::AttentionModuleOptions;
-use burn::tensor::{backend::Backend, Int, Tensor};
+use burn::tensor::{backend::Backend, DType, Int, Tensor, TensorData};
 use serde::{Deserialize, Serialize};
 
+use super::host_attention::{self, Dims};
+use crate::backend::CpuBackend;
 use crate::precision::{cast_to, matmul_f32, to_f32, Precision};
 
 /// How the forward pass of attention runs.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize)]
 #[serde(rename_all = "lowercase")]
 pub enum AttentionKernel {
-    /// Burn's `attention` with `is_causal`: flash attention on CUDA and on the flex CPU backend
-    /// (K/V heads are repeated for it, as it needs equal head counts).
+    /// The backend's fused kernel. On the CPU backend in f32: [`host_attention`], which reads
+    /// the projections' layout, shares K/V heads without repeating them and skips masked keys.
+    /// Elsewhere (CUDA, wgpu, bf16 on the CPU): Burn's `attention` with `is_causal`, flash
+    /// attention on CUDA (K/V heads are repeated for it, as it needs equal head counts).
     Native,
     /// Query chunks of plain tensor ops (any backend; what the plain training path
     /// differentiates).
@@ -95,9 +101,45 @@ pub fn forward<B: Backend>(
     precision: Precision,
 ) -> Tensor<B, 4> {
     match kernel {
+        AttentionKernel::Native if on_host(&[&q, &k, &v], precision) => host(q, k, v),
         AttentionKernel::Native => native(q, k, v, precision),
         AttentionKernel::Chunked => chunked(q, k, v, precision, QUERY_CHUNK),
     }
+}
+
+/// Whether the native kernel of these tensors is [`host_attention`]: the CPU backend (not
+/// under autodiff) with every product in f32.
+fn on_host<B: Backend>(tensors: &[&Tensor<B, 4>], precision: Precision) -> bool {
+    TypeId::of::<B>() == TypeId::of::<CpuBackend>()
+        && precision == Precision::F32
+        && tensors.iter().all(|t| t.dtype() == DType::F32)
+}
+
+/// [`host_attention::attend`] on `[b, heads, s, d]` views of the projections' `[b, s, heads,
+/// d]` tensors: swapping them back gives the contiguous buffers it reads (any other layout is
+/// copied), and its output comes back as the same kind of view.
+fn host<B: Backend>(q: Tensor<B, 4>, k: Tensor<B, 4>, v: Tensor<B, 4>) -> Tensor<B, 4> {
+    let [batch, heads, seq, head_dim] = q.dims();
+    let dims = Dims {
+        batch,
+        seq,
+        heads,
+        kv_heads: k.dims()[1],
+        head_dim,
+    };
+    let device = q.device();
+    let data = |t: Tensor<B, 4>| t.swap_dims(1, 2).into_data();
+    let (q, k, v) = (data(q), data(k), data(v));
+    let out = match (
+        q.as_slice::<f32>(),
+        k.as_slice::<f32>(),
+        v.as_slice::<f32>(),
+    ) {
+        (Ok(q), Ok(k), Ok(v)) => host_attention::attend(q, k, v, dims),
+        _ => unreachable!("on_host admits f32 tensors only"),
+    };
+    Tensor::<B, 4>::from_data(TensorData::new(out, [batch, seq, heads, head_dim]), &device)
+        .swap_dims(1, 2)
 }
 
 /// `[b, kv, s, d]` → `[b, kv·group, s, d]`, each KV head repeated for its group. The repeat runs
@@ -259,8 +301,39 @@ mod tests {
             let got = chunked(q.clone(), k.clone(), v.clone(), Precision::F32, chunk);
             assert!(max_diff(got, want.clone()) < 1e-5, "chunk {chunk}");
         }
-        let got = native(q, k, v, Precision::F32);
-        assert!(max_diff(got, want) < 1e-5, "native");
+        let got = native(q.clone(), k.clone(), v.clone(), Precision::F32);
+        assert!(max_diff(got, want.clone()) < 1e-5, "native");
+        let got = host(q, k, v);
+        assert!(max_diff(got, want) < 1e-5, "host");
+    }
+
+    /// The CPU's native kernel is the host kernel, on the layout the projections produce, and
+    /// it matches Burn's kernel; in bf16 it stays Burn's.
+    #[test]
+    fn the_cpu_native_kernel_is_the_host_kernel_and_matches_burns() {
+        let rows = |shape: [usize; 4], seed| random(shape, seed).swap_dims(1, 2);
+        let (q, k, v) = (
+            rows([3, 41, 8, 16], 8),
+            rows([3, 41, 2, 16], 9),
+            rows([3, 41, 2, 16], 10),
+        );
+        assert!(on_host(&[&q, &k, &v], Precision::F32));
+        assert!(!on_host(&[&q, &k, &v], Precision::Bf16));
+        let got = forward(
+            q.clone(),
+            k.clone(),
+            v.clone(),
+            AttentionKernel::Native,
+            Precision::F32,
+        );
+        let want = native(q, k, v, Precision::F32);
+        assert!(max_diff(got, want) < 1e-5);
+    }
+
+    #[test]
+    fn the_host_kernel_is_never_used_under_autodiff() {
+        let q = Tensor::<A, 4>::from_inner(random([1, 2, 3, 4], 11));
+        assert!(!on_host(&[&q], Precision::F32));
     }
 
     #[test]
