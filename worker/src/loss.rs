@@ -8,6 +8,7 @@ use burn::tensor::activation::log_softmax;
 use burn::tensor::IndexingUpdateOp;
 use burn::tensor::{backend::Backend, Int, Tensor};
 
+use crate::model::host;
 use crate::model::Qwen2;
 use crate::precision::matmul_f32;
 
@@ -34,7 +35,8 @@ fn targets_of<B: Backend>(
 }
 
 /// Per-row losses `[n]` of `hidden` `[n, hidden]` against `targets` `[n, 1]`. Differentiable:
-/// under autodiff every chunk's logits stay in the graph (the plain training path).
+/// under autodiff every chunk's logits stay in the graph (the plain training path). On the CPU
+/// each chunk's cross-entropy is one pass over its logits ([`host`]).
 pub fn token_losses<B: Backend>(
     model: &Qwen2<B>,
     hidden: Tensor<B, 2>,
@@ -45,12 +47,44 @@ pub fn token_losses<B: Backend>(
     let parts: Vec<Tensor<B, 2>> = chunks(rows, chunk)
         .map(|(start, end)| {
             let logits = model.logits(rows_of(&hidden, start, end));
-            log_softmax(logits, 1)
-                .gather(1, targets_of(&targets, start, end))
-                .neg()
+            cross_entropy(logits, targets_of(&targets, start, end))
         })
         .collect();
     Tensor::cat(parts, 0).reshape([rows])
+}
+
+/// `−log_softmax(logits)[target]` of every row of `logits` `[n, vocab]`, as `[n, 1]`.
+fn cross_entropy<B: Backend>(logits: Tensor<B, 2>, targets: Tensor<B, 2, Int>) -> Tensor<B, 2> {
+    let [rows, vocab] = logits.dims();
+    if let Some(values) = host::host(&logits) {
+        let targets = targets.clone().into_data().convert::<i64>();
+        if let Ok(targets) = targets.as_slice::<i64>() {
+            let losses = values
+                .values()
+                .chunks_exact(vocab.max(1))
+                .zip(targets)
+                .map(|(row, target)| row_cross_entropy(row, *target))
+                .collect();
+            return host::tensor(losses, [rows, 1], &logits.device());
+        }
+    }
+    cross_entropy_ops(logits, targets)
+}
+
+/// [`cross_entropy`] as Burn operations, on any backend.
+fn cross_entropy_ops<B: Backend>(logits: Tensor<B, 2>, targets: Tensor<B, 2, Int>) -> Tensor<B, 2> {
+    log_softmax(logits, 1).gather(1, targets).neg()
+}
+
+/// `logsumexp(row) − row[target]`, computed as Burn's `log_softmax` does (shift by the maximum,
+/// then subtract the log of the sum of exponentials); NaN for a target outside the row.
+fn row_cross_entropy(row: &[f32], target: i64) -> f32 {
+    let max = row.iter().copied().fold(f32::NEG_INFINITY, f32::max);
+    let sum: f32 = row.iter().map(|z| (z - max).exp()).sum();
+    match usize::try_from(target).ok().and_then(|t| row.get(t)) {
+        Some(z) => -((z - max) - sum.ln()),
+        None => f32::NAN,
+    }
 }
 
 /// Per-row losses `[n]` and the gradient of `scale · Σ losses` with respect to `hidden`
@@ -86,4 +120,25 @@ pub fn token_losses_with_grad<B: Backend>(
         Tensor::cat(losses, 0).reshape([rows]),
         Tensor::cat(grads, 0),
     )
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::backend::CpuBackend as B;
+    use burn::tensor::{Distribution, TensorData};
+
+    #[test]
+    fn the_cpu_pass_matches_burns_operations() {
+        let device = Default::default();
+        B::seed(&device, 9);
+        let logits = Tensor::<B, 2>::random([45, 640], Distribution::Normal(0.0, 4.0), &device);
+        let targets: Vec<i64> = (0..45).map(|i| (i * 37 % 640) as i64).collect();
+        let targets = Tensor::<B, 2, Int>::from_data(TensorData::new(targets, [45, 1]), &device);
+        let got = cross_entropy(logits.clone(), targets.clone());
+        let want = cross_entropy_ops(logits, targets);
+        let diff: f32 = (got - want.clone()).abs().max().into_scalar();
+        let scale: f32 = want.abs().max().into_scalar();
+        assert!(diff <= 1e-6 * scale, "{diff} (largest value {scale})");
+    }
 }

@@ -8,16 +8,14 @@
 //! copying it. A query chunk `[i0, i1)` only multiplies the keys `[0, i1)`; the causal mask of a
 //! chunk is built on the device from two index ranges.
 
-use std::any::TypeId;
-
 use burn::tensor::activation::softmax;
 use burn::tensor::module::attention;
 use burn::tensor::ops::AttentionModuleOptions;
-use burn::tensor::{backend::Backend, DType, Int, Tensor, TensorData};
+use burn::tensor::{backend::Backend, DType, Int, Tensor};
 use serde::{Deserialize, Serialize};
 
+use super::host::{self, is_host};
 use super::host_attention::{self, Dims};
-use crate::backend::CpuBackend;
 use crate::precision::{cast_to, matmul_f32, to_f32, Precision};
 
 /// How the forward pass of attention runs.
@@ -110,14 +108,12 @@ pub fn forward<B: Backend>(
 /// Whether the native kernel of these tensors is [`host_attention`]: the CPU backend (not
 /// under autodiff) with every product in f32.
 fn on_host<B: Backend>(tensors: &[&Tensor<B, 4>], precision: Precision) -> bool {
-    TypeId::of::<B>() == TypeId::of::<CpuBackend>()
-        && precision == Precision::F32
-        && tensors.iter().all(|t| t.dtype() == DType::F32)
+    is_host::<B>() && precision == Precision::F32 && tensors.iter().all(|t| t.dtype() == DType::F32)
 }
 
 /// [`host_attention::attend`] on `[b, heads, s, d]` views of the projections' `[b, s, heads,
-/// d]` tensors: swapping them back gives the contiguous buffers it reads (any other layout is
-/// copied), and its output comes back as the same kind of view.
+/// d]` tensors: swapped back, they are the contiguous buffers it reads in place (any other
+/// layout is copied first), and its output comes back as the same kind of view.
 fn host<B: Backend>(q: Tensor<B, 4>, k: Tensor<B, 4>, v: Tensor<B, 4>) -> Tensor<B, 4> {
     let [batch, heads, seq, head_dim] = q.dims();
     let dims = Dims {
@@ -128,18 +124,14 @@ fn host<B: Backend>(q: Tensor<B, 4>, k: Tensor<B, 4>, v: Tensor<B, 4>) -> Tensor
         head_dim,
     };
     let device = q.device();
-    let data = |t: Tensor<B, 4>| t.swap_dims(1, 2).into_data();
-    let (q, k, v) = (data(q), data(k), data(v));
-    let out = match (
-        q.as_slice::<f32>(),
-        k.as_slice::<f32>(),
-        v.as_slice::<f32>(),
-    ) {
-        (Ok(q), Ok(k), Ok(v)) => host_attention::attend(q, k, v, dims),
-        _ => unreachable!("on_host admits f32 tensors only"),
+    let rows = |t: Tensor<B, 4>| host::host(&t.swap_dims(1, 2));
+    let out = match (rows(q), rows(k), rows(v)) {
+        (Some(q), Some(k), Some(v)) => {
+            host_attention::attend(q.values(), k.values(), v.values(), dims)
+        }
+        _ => unreachable!("on_host admits f32 tensors of the CPU backend only"),
     };
-    Tensor::<B, 4>::from_data(TensorData::new(out, [batch, seq, heads, head_dim]), &device)
-        .swap_dims(1, 2)
+    host::tensor::<B, 4>(out, [batch, seq, heads, head_dim], &device).swap_dims(1, 2)
 }
 
 /// `[b, kv, s, d]` → `[b, kv·group, s, d]`, each KV head repeated for its group. The repeat runs

@@ -2,7 +2,7 @@
 
 use burn::tensor::{activation::silu, backend::Backend, Tensor};
 
-use super::{Linear, Projections};
+use super::{host, Linear, Projections};
 use crate::lora::{LayerLora, Target};
 
 /// `down(silu(gate(x)) · up(x))`, each projection with its LoRA branch.
@@ -31,11 +31,57 @@ impl<B: Backend> Mlp<B> {
             gate = gate + lora.delta(Target::Gate, x.clone(), batch, seq);
             up = up + lora.delta(Target::Up, x, batch, seq);
         }
-        let hidden = silu(gate) * up;
+        let hidden = gated(gate, up);
         let y = self.down_proj.forward(hidden.clone());
         match lora {
             Some(lora) => y + lora.delta(Target::Down, hidden, batch, seq),
             None => y,
         }
+    }
+}
+
+/// `silu(gate) · up`: one pass on the CPU ([`host`]), Burn operations elsewhere.
+fn gated<B: Backend>(gate: Tensor<B, 2>, up: Tensor<B, 2>) -> Tensor<B, 2> {
+    match (host::host(&gate), host::host(&up)) {
+        (Some(g), Some(u)) => {
+            let values = g
+                .values()
+                .iter()
+                .zip(u.values())
+                .map(|(g, u)| g * sigmoid(*g) * u)
+                .collect();
+            host::tensor(values, gate.dims(), &gate.device())
+        }
+        _ => silu(gate) * up,
+    }
+}
+
+/// The logistic function, in the form that never overflows (as Burn's CPU `sigmoid`).
+fn sigmoid(x: f32) -> f32 {
+    if x >= 0.0 {
+        1.0 / (1.0 + (-x).exp())
+    } else {
+        let e = x.exp();
+        e / (1.0 + e)
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::backend::CpuBackend as B;
+    use burn::tensor::Distribution;
+
+    #[test]
+    fn the_cpu_pass_matches_burns_operations() {
+        let device = Default::default();
+        B::seed(&device, 7);
+        let gate = Tensor::<B, 2>::random([33, 70], Distribution::Normal(0.0, 6.0), &device);
+        let up = Tensor::<B, 2>::random([33, 70], Distribution::Normal(0.0, 2.0), &device);
+        let got = gated(gate.clone(), up.clone());
+        let want = silu(gate) * up;
+        let diff: f32 = (got - want.clone()).abs().max().into_scalar();
+        let scale: f32 = want.abs().max().into_scalar();
+        assert!(diff <= 1e-6 * scale, "{diff} (largest value {scale})");
     }
 }

@@ -10,6 +10,7 @@
 mod attention;
 mod block;
 pub mod causal;
+pub mod host;
 pub mod host_attention;
 mod lift;
 mod linear;
