@@ -8,7 +8,7 @@
 //! work is split over the host's cores by tiles of query positions.
 
 use std::cmp::Reverse;
-use std::sync::OnceLock;
+use std::sync::{Mutex, OnceLock, PoisonError};
 use std::thread;
 
 /// The sizes of one attention call.
@@ -111,8 +111,8 @@ pub fn attend(q: &[f32], k: &[f32], v: &[f32], dims: Dims) -> Vec<f32> {
             });
         }
     }
-    let work = batch * heads * d * seq * (seq + 1);
-    let threads = if work < PARALLEL_WORK {
+    let multiply_adds = batch * heads * d * seq * (seq + 1);
+    let threads = if multiply_adds < PARALLEL_WORK {
         1
     } else {
         host_threads().min(tiles.len())
@@ -121,24 +121,24 @@ pub fn attend(q: &[f32], k: &[f32], v: &[f32], dims: Dims) -> Vec<f32> {
         tiles.into_iter().for_each(|t| run_tile(&inputs, t));
         return out;
     }
-    // longest processing time first: each tile goes to the least loaded thread
+    // costliest first, each tile to the next free thread: a thread the host is slow to run
+    // (another process on the core) takes fewer tiles instead of holding the others up
     tiles.sort_by_key(|t| Reverse(t.cost(width)));
-    let mut shares: Vec<Vec<Tile<'_>>> = (0..threads).map(|_| Vec::new()).collect();
-    let mut loads = vec![0usize; threads];
-    for tile in tiles {
-        let least = (0..threads).min_by_key(|&i| loads[i]).unwrap_or(0);
-        loads[least] += tile.cost(width);
-        shares[least].push(tile);
-    }
-    let inputs = &inputs;
-    thread::scope(|scope| {
-        let mut shares = shares.into_iter();
-        let own = shares.next().unwrap_or_default();
-        for share in shares {
-            scope.spawn(move || share.into_iter().for_each(|t| run_tile(inputs, t)));
+    let queue = Mutex::new(tiles.into_iter());
+    let work = || loop {
+        let next = queue.lock().unwrap_or_else(PoisonError::into_inner).next();
+        match next {
+            Some(tile) => run_tile(&inputs, tile),
+            None => break,
         }
-        own.into_iter().for_each(|t| run_tile(inputs, t));
+    };
+    thread::scope(|scope| {
+        for _ in 1..threads {
+            scope.spawn(work);
+        }
+        work();
     });
+    drop(queue);
     out
 }
 
