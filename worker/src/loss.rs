@@ -8,8 +8,8 @@ use burn::tensor::activation::log_softmax;
 use burn::tensor::IndexingUpdateOp;
 use burn::tensor::{backend::Backend, Int, Tensor};
 
-use crate::model::host;
 use crate::model::Qwen2;
+use crate::model::{host, host_math};
 use crate::precision::matmul_f32;
 
 /// Supervised rows per logits chunk: `[512, 151,936]` f32 logits are about 300 MB.
@@ -79,8 +79,8 @@ fn cross_entropy_ops<B: Backend>(logits: Tensor<B, 2>, targets: Tensor<B, 2, Int
 /// `logsumexp(row) − row[target]`, computed as Burn's `log_softmax` does (shift by the maximum,
 /// then subtract the log of the sum of exponentials); NaN for a target outside the row.
 fn row_cross_entropy(row: &[f32], target: i64) -> f32 {
-    let max = row.iter().copied().fold(f32::NEG_INFINITY, f32::max);
-    let sum: f32 = row.iter().map(|z| (z - max).exp()).sum();
+    let max = host_math::max(row);
+    let sum = host_math::sum_exp(row, max);
     match usize::try_from(target).ok().and_then(|t| row.get(t)) {
         Some(z) => -((z - max) - sum.ln()),
         None => f32::NAN,

@@ -11,6 +11,8 @@ use std::cmp::Reverse;
 use std::sync::{Mutex, OnceLock, PoisonError};
 use std::thread;
 
+use super::host_math;
+
 /// The sizes of one attention call.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub struct Dims {
@@ -195,16 +197,12 @@ fn run_tile(inputs: &Inputs<'_>, tile: Tile<'_>) {
                     *s += q * k;
                 }
             }
-            let mut max = f32::NEG_INFINITY;
-            for s in scores.iter_mut() {
-                *s *= inputs.scale;
-                max = max.max(*s);
-            }
-            let mut sum = 0f32;
-            for s in scores.iter_mut() {
-                *s = (*s - max).exp();
-                sum += *s;
-            }
+            scores.iter_mut().for_each(|s| *s *= inputs.scale);
+            let max = host_math::max(scores);
+            scores
+                .iter_mut()
+                .for_each(|s| *s = host_math::exp(*s - max));
+            let sum = host_math::sum(scores);
             for (j, p) in scores.iter().enumerate() {
                 let value = &inputs.v[((row * seq + j) * kv_heads + kv) * d..][..d];
                 for (o, v) in out.iter_mut().zip(value) {

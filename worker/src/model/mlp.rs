@@ -2,7 +2,7 @@
 
 use burn::tensor::{activation::silu, backend::Backend, Tensor};
 
-use super::{host, Linear, Projections};
+use super::{host, host_math, Linear, Projections};
 use crate::lora::{LayerLora, Target};
 
 /// `down(silu(gate(x)) · up(x))`, each projection with its LoRA branch.
@@ -48,21 +48,11 @@ fn gated<B: Backend>(gate: Tensor<B, 2>, up: Tensor<B, 2>) -> Tensor<B, 2> {
                 .values()
                 .iter()
                 .zip(u.values())
-                .map(|(g, u)| g * sigmoid(*g) * u)
+                .map(|(g, u)| g * host_math::sigmoid(*g) * u)
                 .collect();
             host::tensor(values, gate.dims(), &gate.device())
         }
         _ => silu(gate) * up,
-    }
-}
-
-/// The logistic function, in the form that never overflows (as Burn's CPU `sigmoid`).
-fn sigmoid(x: f32) -> f32 {
-    if x >= 0.0 {
-        1.0 / (1.0 + (-x).exp())
-    } else {
-        let e = x.exp();
-        e / (1.0 + e)
     }
 }
 

@@ -12,6 +12,7 @@ mod block;
 pub mod causal;
 pub mod host;
 pub mod host_attention;
+pub mod host_math;
 mod lift;
 mod linear;
 mod mlp;
