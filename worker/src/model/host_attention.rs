@@ -8,10 +8,8 @@
 //! work is split over the host's cores by tiles of query positions.
 
 use std::cmp::Reverse;
-use std::sync::{Mutex, OnceLock, PoisonError};
-use std::thread;
 
-use super::host_math;
+use super::{host_math, host_pool};
 
 /// The sizes of one attention call.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
@@ -33,12 +31,6 @@ const TILE: usize = 16;
 
 /// Multiply-adds below which a call stays on the calling thread (a thread costs more).
 const PARALLEL_WORK: usize = 1 << 18;
-
-/// Threads a large call uses: the host's cores.
-fn host_threads() -> usize {
-    static THREADS: OnceLock<usize> = OnceLock::new();
-    *THREADS.get_or_init(|| thread::available_parallelism().map_or(1, |n| n.get()))
-}
 
 /// Query positions `start..start + n` of batch row `row`, and their slice of the output.
 struct Tile<'a> {
@@ -117,30 +109,16 @@ pub fn attend(q: &[f32], k: &[f32], v: &[f32], dims: Dims) -> Vec<f32> {
     let threads = if multiply_adds < PARALLEL_WORK {
         1
     } else {
-        host_threads().min(tiles.len())
+        host_pool::threads().min(tiles.len())
     };
     if threads <= 1 {
         tiles.into_iter().for_each(|t| run_tile(&inputs, t));
         return out;
     }
-    // costliest first, each tile to the next free thread: a thread the host is slow to run
-    // (another process on the core) takes fewer tiles instead of holding the others up
+    // costliest first, each to the next free thread: a thread the host is slow to run (another
+    // process on its core) takes fewer
     tiles.sort_by_key(|t| Reverse(t.cost(width)));
-    let queue = Mutex::new(tiles.into_iter());
-    let work = || loop {
-        let next = queue.lock().unwrap_or_else(PoisonError::into_inner).next();
-        match next {
-            Some(tile) => run_tile(&inputs, tile),
-            None => break,
-        }
-    };
-    thread::scope(|scope| {
-        for _ in 1..threads {
-            scope.spawn(work);
-        }
-        work();
-    });
-    drop(queue);
+    host_pool::for_each(tiles, |tile| run_tile(&inputs, tile));
     out
 }
 

@@ -1,0 +1,90 @@
+//! The threads the host kernels split work over: the calling thread and one persistent helper
+//! per other core. The calling thread works too (it would otherwise only wait), so no thread
+//! spins for work next to it while it runs Burn's single-threaded operations, and no thread is
+//! started per call.
+
+use std::sync::atomic::{AtomicUsize, Ordering};
+use std::sync::{Mutex, OnceLock, PoisonError};
+
+use rayon::{ThreadPool, ThreadPoolBuilder};
+
+/// One helper per core after the first; `None` on one core (or when no thread can be started).
+fn helpers() -> Option<&'static ThreadPool> {
+    static POOL: OnceLock<Option<ThreadPool>> = OnceLock::new();
+    POOL.get_or_init(|| {
+        let cores = std::thread::available_parallelism().map_or(1, |n| n.get());
+        if cores < 2 {
+            return None;
+        }
+        ThreadPoolBuilder::new()
+            .num_threads(cores - 1)
+            .thread_name(|i| format!("host-kernel-{i}"))
+            .build()
+            .ok()
+    })
+    .as_ref()
+}
+
+/// Threads [`for_each`] runs on: the caller and its helpers.
+pub fn threads() -> usize {
+    1 + helpers().map_or(0, ThreadPool::current_num_threads)
+}
+
+/// Runs `work` on every item, in order of `items` but on whichever thread is free: the caller
+/// and the helpers each take the next item until none is left; returns when all are done.
+pub fn for_each<T: Send>(items: Vec<T>, work: impl Fn(T) + Sync) {
+    let pool = match helpers() {
+        Some(pool) if items.len() > 1 => pool,
+        _ => return items.into_iter().for_each(work),
+    };
+    let slots: Vec<Mutex<Option<T>>> = items.into_iter().map(|i| Mutex::new(Some(i))).collect();
+    let next = AtomicUsize::new(0);
+    let drain = || loop {
+        let index = next.fetch_add(1, Ordering::Relaxed);
+        let Some(slot) = slots.get(index) else {
+            break;
+        };
+        let item = slot.lock().unwrap_or_else(PoisonError::into_inner).take();
+        if let Some(item) = item {
+            work(item);
+        }
+    };
+    let helpers = pool.current_num_threads().min(slots.len() - 1);
+    pool.in_place_scope(|scope| {
+        for _ in 0..helpers {
+            scope.spawn(|_| drain());
+        }
+        drain();
+    });
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn every_item_is_worked_on_once() {
+        for n in [0, 1, 2, 5, 100] {
+            let seen = Mutex::new(vec![0u32; n]);
+            for_each((0..n).collect(), |i: usize| {
+                seen.lock().expect("not poisoned")[i] += 1;
+            });
+            assert!(seen
+                .into_inner()
+                .expect("not poisoned")
+                .iter()
+                .all(|&c| c == 1));
+        }
+        assert!(threads() >= 1);
+    }
+
+    #[test]
+    fn items_can_hold_mutable_borrows() {
+        let mut out = vec![0usize; 64];
+        let chunks: Vec<(usize, &mut [usize])> = out.chunks_mut(8).enumerate().collect();
+        for_each(chunks, |(index, chunk)| {
+            chunk.iter_mut().for_each(|v| *v = index)
+        });
+        assert!(out.iter().enumerate().all(|(i, v)| *v == i / 8));
+    }
+}
