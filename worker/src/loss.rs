@@ -9,7 +9,7 @@ use burn::tensor::IndexingUpdateOp;
 use burn::tensor::{backend::Backend, Int, Tensor};
 
 use crate::model::Qwen2;
-use crate::model::{host, host_math};
+use crate::model::{host, host_math, host_pool};
 use crate::precision::matmul_f32;
 
 /// Supervised rows per logits chunk: `[512, 151,936]` f32 logits are about 300 MB.
@@ -53,18 +53,24 @@ pub fn token_losses<B: Backend>(
     Tensor::cat(parts, 0).reshape([rows])
 }
 
+/// Rows per chunk of the CPU cross-entropy handed to a thread.
+const CROSS_ENTROPY_ROWS: usize = 32;
+
 /// `−log_softmax(logits)[target]` of every row of `logits` `[n, vocab]`, as `[n, 1]`.
 fn cross_entropy<B: Backend>(logits: Tensor<B, 2>, targets: Tensor<B, 2, Int>) -> Tensor<B, 2> {
     let [rows, vocab] = logits.dims();
     if let Some(values) = host::host(&logits) {
         let targets = targets.clone().into_data().convert::<i64>();
-        if let Ok(targets) = targets.as_slice::<i64>() {
-            let losses = values
-                .values()
-                .chunks_exact(vocab.max(1))
-                .zip(targets)
-                .map(|(row, target)| row_cross_entropy(row, *target))
-                .collect();
+        if let (Ok(targets), true) = (targets.as_slice::<i64>(), vocab > 0) {
+            let logits_values = values.values();
+            let mut losses = vec![0f32; rows];
+            host_pool::chunks_mut(&mut losses, CROSS_ENTROPY_ROWS, 1, |start, chunk| {
+                for (i, loss) in chunk.iter_mut().enumerate() {
+                    let row = start + i;
+                    let values = &logits_values[row * vocab..(row + 1) * vocab];
+                    *loss = row_cross_entropy(values, targets[row]);
+                }
+            });
             return host::tensor(losses, [rows, 1], &logits.device());
         }
     }

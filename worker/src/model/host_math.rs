@@ -81,18 +81,20 @@ pub fn sum(values: &[f32]) -> f32 {
     lanes.iter().sum::<f32>() + tail.iter().sum::<f32>()
 }
 
-/// `Σ e^(v − shift)` over `values`, eight running sums side by side.
+/// `Σ e^(v − shift)` over `values`: the exponentials of a block at a time into a buffer (a
+/// loop the compiler runs on SIMD lanes), then their [`sum`].
 #[inline(always)]
 pub fn sum_exp(values: &[f32], shift: f32) -> f32 {
-    let mut lanes = [0f32; LANES];
-    let chunks = values.chunks_exact(LANES);
-    let tail = chunks.remainder();
-    for chunk in chunks {
-        for (lane, v) in lanes.iter_mut().zip(chunk) {
-            *lane += exp(v - shift);
+    let mut buffer = [0f32; 64];
+    let mut total = 0f32;
+    for block in values.chunks(buffer.len()) {
+        let exps = &mut buffer[..block.len()];
+        for (e, v) in exps.iter_mut().zip(block) {
+            *e = exp(v - shift);
         }
+        total += sum(exps);
     }
-    lanes.iter().sum::<f32>() + tail.iter().map(|v| exp(v - shift)).sum::<f32>()
+    total
 }
 
 #[cfg(test)]

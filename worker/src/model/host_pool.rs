@@ -58,6 +58,25 @@ pub fn for_each<T: Send>(items: Vec<T>, work: impl Fn(T) + Sync) {
     });
 }
 
+/// Runs `work(start, chunk)` on consecutive chunks of `out` of `len` values (the last may be
+/// shorter; `start` is the chunk's offset in `out`), as [`for_each`] does; `len` is rounded up
+/// to a multiple of `align` so a chunk never splits a row of `align` values.
+pub fn chunks_mut(
+    out: &mut [f32],
+    len: usize,
+    align: usize,
+    work: impl Fn(usize, &mut [f32]) + Sync,
+) {
+    let align = align.max(1);
+    let len = len.max(1).div_ceil(align) * align;
+    let chunks: Vec<(usize, &mut [f32])> = out
+        .chunks_mut(len)
+        .enumerate()
+        .map(|(i, chunk)| (i * len, chunk))
+        .collect();
+    for_each(chunks, |(start, chunk)| work(start, chunk));
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;
@@ -86,5 +105,19 @@ mod tests {
             chunk.iter_mut().for_each(|v| *v = index)
         });
         assert!(out.iter().enumerate().all(|(i, v)| *v == i / 8));
+    }
+
+    #[test]
+    fn chunks_cover_the_buffer_in_whole_rows() {
+        let mut out = vec![0f32; 100];
+        chunks_mut(&mut out, 7, 10, |start, chunk| {
+            assert_eq!(start % 10, 0);
+            assert!(chunk.len() == 10 || start + chunk.len() == 100);
+            chunk
+                .iter_mut()
+                .enumerate()
+                .for_each(|(i, v)| *v = (start + i) as f32);
+        });
+        assert!(out.iter().enumerate().all(|(i, v)| *v == i as f32));
     }
 }

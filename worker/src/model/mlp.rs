@@ -2,7 +2,7 @@
 
 use burn::tensor::{activation::silu, backend::Backend, Tensor};
 
-use super::{host, host_math, Linear, Projections};
+use super::{host, host_math, host_pool, Linear, Projections};
 use crate::lora::{LayerLora, Target};
 
 /// `down(silu(gate(x)) · up(x))`, each projection with its LoRA branch.
@@ -40,16 +40,21 @@ impl<B: Backend> Mlp<B> {
     }
 }
 
-/// `silu(gate) · up`: one pass on the CPU ([`host`]), Burn operations elsewhere.
+/// Values per chunk of [`gated`] handed to a thread.
+const GATED_CHUNK: usize = 1 << 14;
+
+/// `silu(gate) · up`: one pass on the CPU ([`host`]), chunks split over its cores; Burn
+/// operations elsewhere.
 fn gated<B: Backend>(gate: Tensor<B, 2>, up: Tensor<B, 2>) -> Tensor<B, 2> {
     match (host::host(&gate), host::host(&up)) {
         (Some(g), Some(u)) => {
-            let values = g
-                .values()
-                .iter()
-                .zip(u.values())
-                .map(|(g, u)| g * host_math::sigmoid(*g) * u)
-                .collect();
+            let gate_values = g.values();
+            let mut values = u.values().to_vec();
+            host_pool::chunks_mut(&mut values, GATED_CHUNK, 1, |start, chunk| {
+                for (v, g) in chunk.iter_mut().zip(&gate_values[start..]) {
+                    *v = g * host_math::sigmoid(*g) * *v;
+                }
+            });
             host::tensor(values, gate.dims(), &gate.device())
         }
         _ => silu(gate) * up,
