@@ -156,6 +156,6 @@ mod tests {
                 }
             }
         }
-        assert!(300 * 64 * 96 >= PARALLEL_WORK);
+        const { assert!(300 * 64 * 96 >= PARALLEL_WORK) };
     }
 }

@@ -52,7 +52,7 @@ fn gated<B: Backend>(gate: Tensor<B, 2>, up: Tensor<B, 2>) -> Tensor<B, 2> {
             let mut values = u.values().to_vec();
             host_pool::chunks_mut(&mut values, GATED_CHUNK, 1, |start, chunk| {
                 for (v, g) in chunk.iter_mut().zip(&gate_values[start..]) {
-                    *v = g * host_math::sigmoid(*g) * *v;
+                    *v *= g * host_math::sigmoid(*g);
                 }
             });
             host::tensor(values, gate.dims(), &gate.device())
