@@ -3,6 +3,7 @@
 //! spins for work next to it while it runs Burn's single-threaded operations, and no thread is
 //! started per call.
 
+use std::cell::Cell;
 use std::sync::atomic::{AtomicUsize, Ordering};
 use std::sync::{Mutex, OnceLock, PoisonError};
 
@@ -30,11 +31,34 @@ pub fn threads() -> usize {
     1 + helpers().map_or(0, ThreadPool::current_num_threads)
 }
 
+thread_local! {
+    /// Set while this thread works on an item of a [`for_each`].
+    static INSIDE: Cell<bool> = const { Cell::new(false) };
+}
+
+/// Marks this thread as working on an item until dropped (also when the work panics).
+struct Inside;
+
+impl Inside {
+    fn enter() -> Self {
+        INSIDE.set(true);
+        Inside
+    }
+}
+
+impl Drop for Inside {
+    fn drop(&mut self) {
+        INSIDE.set(false);
+    }
+}
+
 /// Runs `work` on every item, in order of `items` but on whichever thread is free: the caller
-/// and the helpers each take the next item until none is left; returns when all are done.
+/// and the helpers each take the next item until none is left; returns when all are done. A
+/// `for_each` inside another's item runs on its own thread (the others are busy with items of
+/// the outer one).
 pub fn for_each<T: Send>(items: Vec<T>, work: impl Fn(T) + Sync) {
     let pool = match helpers() {
-        Some(pool) if items.len() > 1 => pool,
+        Some(pool) if items.len() > 1 && !INSIDE.get() => pool,
         _ => return items.into_iter().for_each(work),
     };
     let slots: Vec<Mutex<Option<T>>> = items.into_iter().map(|i| Mutex::new(Some(i))).collect();
@@ -46,6 +70,7 @@ pub fn for_each<T: Send>(items: Vec<T>, work: impl Fn(T) + Sync) {
         };
         let item = slot.lock().unwrap_or_else(PoisonError::into_inner).take();
         if let Some(item) = item {
+            let _inside = Inside::enter();
             work(item);
         }
     };
@@ -105,6 +130,19 @@ mod tests {
             chunk.iter_mut().for_each(|v| *v = index)
         });
         assert!(out.iter().enumerate().all(|(i, v)| *v == i / 8));
+    }
+
+    #[test]
+    fn a_nested_for_each_runs_on_its_own_thread() {
+        let seen = Mutex::new(Vec::new());
+        for_each((0..4).collect(), |outer: usize| {
+            let here = std::thread::current().id();
+            for_each((0..3).collect(), |inner: usize| {
+                assert_eq!(std::thread::current().id(), here);
+                seen.lock().expect("not poisoned").push((outer, inner));
+            });
+        });
+        assert_eq!(seen.into_inner().expect("not poisoned").len(), 12);
     }
 
     #[test]
