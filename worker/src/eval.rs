@@ -71,6 +71,11 @@ impl EvalSet {
 /// [`EvalBatching`]).
 pub const EVAL_BATCH_TOKENS: usize = 8192;
 
+/// Most eval batches in flight at once on the CPU (each holds its activations and a chunk of
+/// logits while it runs, so memory grows with it); a host with more cores leaves the rest idle
+/// during eval (the CPU engine is for the devnet and tests: small models, 2–4 cores).
+pub const EVAL_BATCHES_IN_FLIGHT: usize = 4;
+
 /// How eval rows are grouped into forward passes on a device.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub struct EvalBatching {
@@ -114,9 +119,9 @@ fn batches(examples: &[Example], batching: EvalBatching) -> Vec<&[Example]> {
 
 /// The eval loss of `model` (with `adapter` when given): logits only at supervised positions,
 /// a chunk of rows at a time; per-row means summed per batch, then over batches in order, on the
-/// host in f64. On the CPU the batches run on the host threads side by side
-/// ([`host_pool::for_each`]: every thread runs whole forward passes, so Burn's single-threaded
-/// operations run in parallel too); the sums are the same in any schedule.
+/// host in f64. On the CPU up to [`EVAL_BATCHES_IN_FLIGHT`] batches run on the host threads side
+/// by side ([`host_pool::for_each_on`]: each thread runs whole forward passes, so Burn's
+/// single-threaded operations run in parallel too); the sums are the same in any schedule.
 pub fn eval_loss<B: Backend>(
     model: &Qwen2<B>,
     adapter: Option<&Adapter<B>>,
@@ -136,7 +141,7 @@ pub fn eval_loss<B: Backend>(
     };
     let work: Vec<(&[Example], &mut f64)> = chunks.into_iter().zip(sums.iter_mut()).collect();
     if is_host::<B>() {
-        host_pool::for_each(work, run);
+        host_pool::for_each_on(work, EVAL_BATCHES_IN_FLIGHT, run);
     } else {
         work.into_iter().for_each(run);
     }

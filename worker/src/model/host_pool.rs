@@ -57,8 +57,14 @@ impl Drop for Inside {
 /// `for_each` inside another's item runs on its own thread (the others are busy with items of
 /// the outer one).
 pub fn for_each<T: Send>(items: Vec<T>, work: impl Fn(T) + Sync) {
+    for_each_on(items, usize::MAX, work);
+}
+
+/// [`for_each`] on at most `threads` threads (the caller included): for work whose items each
+/// hold a lot of memory while they run.
+pub fn for_each_on<T: Send>(items: Vec<T>, threads: usize, work: impl Fn(T) + Sync) {
     let pool = match helpers() {
-        Some(pool) if items.len() > 1 && !INSIDE.get() => pool,
+        Some(pool) if items.len() > 1 && threads > 1 && !INSIDE.get() => pool,
         _ => return items.into_iter().for_each(work),
     };
     let slots: Vec<Mutex<Option<T>>> = items.into_iter().map(|i| Mutex::new(Some(i))).collect();
@@ -74,7 +80,10 @@ pub fn for_each<T: Send>(items: Vec<T>, work: impl Fn(T) + Sync) {
             work(item);
         }
     };
-    let helpers = pool.current_num_threads().min(slots.len() - 1);
+    let helpers = pool
+        .current_num_threads()
+        .min(slots.len() - 1)
+        .min(threads - 1);
     pool.in_place_scope(|scope| {
         for _ in 0..helpers {
             scope.spawn(|_| drain());
@@ -130,6 +139,17 @@ mod tests {
             chunk.iter_mut().for_each(|v| *v = index)
         });
         assert!(out.iter().enumerate().all(|(i, v)| *v == i / 8));
+    }
+
+    #[test]
+    fn a_limit_of_one_thread_runs_everything_on_the_caller() {
+        let here = std::thread::current().id();
+        let seen = Mutex::new(0);
+        for_each_on((0..9).collect(), 1, |_: usize| {
+            assert_eq!(std::thread::current().id(), here);
+            *seen.lock().expect("not poisoned") += 1;
+        });
+        assert_eq!(seen.into_inner().expect("not poisoned"), 9);
     }
 
     #[test]
