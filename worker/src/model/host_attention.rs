@@ -124,7 +124,7 @@ pub fn attend(q: &[f32], k: &[f32], v: &[f32], dims: Dims) -> Vec<f32> {
 
 /// `k` `[batch, seq, kv, d]` → `[batch, kv, d, seq]`, so the scores of one query against a run
 /// of keys are a sum of `d` contiguous multiply-adds.
-fn transpose_keys(k: &[f32], dims: Dims) -> Vec<f32> {
+pub(super) fn transpose_keys(k: &[f32], dims: Dims) -> Vec<f32> {
     let Dims {
         batch,
         seq,

@@ -12,6 +12,7 @@ mod block;
 pub mod causal;
 pub mod host;
 pub mod host_attention;
+pub mod host_attention_grad;
 pub mod host_gemm;
 pub mod host_math;
 pub mod host_pool;
