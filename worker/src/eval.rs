@@ -9,7 +9,8 @@ use crate::chat::{ChatTokenizer, Example};
 use crate::error::EngineError;
 use crate::lora::{Adapter, LoraContext};
 use crate::loss::{token_losses, LOGIT_CHUNK};
-use crate::model::Qwen2;
+use crate::model::host::is_host;
+use crate::model::{host_pool, Qwen2};
 use protocol::dataset::Row;
 
 /// A tokenised evaluation set, ready for any job.
@@ -70,6 +71,11 @@ impl EvalSet {
 /// [`EvalBatching`]).
 pub const EVAL_BATCH_TOKENS: usize = 8192;
 
+/// Most eval batches in flight at once on the CPU (each holds its activations and a chunk of
+/// logits while it runs, so memory grows with it); a host with more cores leaves the rest idle
+/// during eval (the CPU engine is for the devnet and tests: small models, 2–4 cores).
+pub const EVAL_BATCHES_IN_FLIGHT: usize = 4;
+
 /// How eval rows are grouped into forward passes on a device.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub struct EvalBatching {
@@ -112,7 +118,10 @@ fn batches(examples: &[Example], batching: EvalBatching) -> Vec<&[Example]> {
 }
 
 /// The eval loss of `model` (with `adapter` when given): logits only at supervised positions,
-/// a chunk of rows at a time; per-row sums reduced on the host in f64.
+/// a chunk of rows at a time; per-row means summed per batch, then over batches in order, on the
+/// host in f64. On the CPU up to [`EVAL_BATCHES_IN_FLIGHT`] batches run on the host threads side
+/// by side ([`host_pool::for_each_on`]: each thread runs whole forward passes, so Burn's
+/// single-threaded operations run in parallel too); the sums are the same in any schedule.
 pub fn eval_loss<B: Backend>(
     model: &Qwen2<B>,
     adapter: Option<&Adapter<B>>,
@@ -124,37 +133,56 @@ pub fn eval_loss<B: Backend>(
             "the eval set has no row with a supervised token".into(),
         ));
     }
-    let device = model.embed_tokens.device();
     let context = adapter.map(|a| LoraContext::new(a, None));
-    let mut total = 0.0f64;
-    for chunk in batches(&set.examples, batching) {
-        let refs: Vec<&Example> = chunk.iter().collect();
-        let batch = Batch::new(&refs, batching.bucket);
-        let last = model.last_hidden(batch.ids_tensor(&device), context.as_ref());
-        let hidden = model
-            .norm
-            .forward(last.select(0, batch.positions_tensor(&device)));
-        let losses = token_losses(model, hidden, batch.targets_tensor(&device), LOGIT_CHUNK);
-        let losses: Vec<f32> = losses
-            .into_data()
-            .convert::<f32>()
-            .to_vec()
-            .unwrap_or_default();
-        let mut offset = 0;
-        for tokens in &batch.row_tokens {
-            let sum: f64 = losses[offset..offset + tokens]
-                .iter()
-                .map(|l| f64::from(*l))
-                .sum();
-            total += sum / *tokens as f64;
-            offset += tokens;
-        }
+    let chunks = batches(&set.examples, batching);
+    let mut sums = vec![0f64; chunks.len()];
+    let run = |(chunk, sum): (&[Example], &mut f64)| {
+        *sum = batch_loss_sum(model, context.as_ref(), chunk, batching.bucket);
+    };
+    let work: Vec<(&[Example], &mut f64)> = chunks.into_iter().zip(sums.iter_mut()).collect();
+    if is_host::<B>() {
+        host_pool::for_each_on(work, EVAL_BATCHES_IN_FLIGHT, run);
+    } else {
+        work.into_iter().for_each(run);
     }
-    let loss = total / set.examples.len() as f64;
+    let loss = sums.iter().sum::<f64>() / set.examples.len() as f64;
     if !loss.is_finite() {
         return Err(EngineError::Diverged(format!("eval loss is {loss}")));
     }
     Ok(loss)
+}
+
+/// The sum over the rows of `chunk` (one forward pass) of each row's mean token loss, in f64.
+fn batch_loss_sum<B: Backend>(
+    model: &Qwen2<B>,
+    context: Option<&LoraContext<'_, B>>,
+    chunk: &[Example],
+    bucket: bool,
+) -> f64 {
+    let device = model.embed_tokens.device();
+    let refs: Vec<&Example> = chunk.iter().collect();
+    let batch = Batch::new(&refs, bucket);
+    let last = model.last_hidden(batch.ids_tensor(&device), context);
+    let hidden = model
+        .norm
+        .forward(last.select(0, batch.positions_tensor(&device)));
+    let losses = token_losses(model, hidden, batch.targets_tensor(&device), LOGIT_CHUNK);
+    let losses: Vec<f32> = losses
+        .into_data()
+        .convert::<f32>()
+        .to_vec()
+        .unwrap_or_default();
+    let mut total = 0.0;
+    let mut offset = 0;
+    for tokens in &batch.row_tokens {
+        let sum: f64 = losses[offset..offset + tokens]
+            .iter()
+            .map(|l| f64::from(*l))
+            .sum();
+        total += sum / *tokens as f64;
+        offset += tokens;
+    }
+    total
 }
 
 #[cfg(test)]
@@ -188,5 +216,38 @@ mod tests {
             .collect();
         assert_eq!(sizes, vec![2, 2, 2]);
         assert!(batches(&[], batching(8, 8192)).is_empty());
+    }
+
+    #[test]
+    fn batches_on_the_host_threads_give_the_sequential_sum() {
+        let dir = tempfile::tempdir().expect("tempdir");
+        crate::tiny::write_tiny_model(dir.path(), 3).expect("tiny model");
+        let model = crate::checkpoint::load_model::<crate::backend::CpuBackend>(
+            dir.path(),
+            &Default::default(),
+        )
+        .expect("loads")
+        .model;
+        let examples: Vec<Example> = (0..27)
+            .map(|i| {
+                let len = 6 + (i * 7) % 41;
+                Example {
+                    ids: (0..len).map(|t| ((t * 31 + i * 17) % 600) as u32).collect(),
+                    mask: (0..len).map(|t| u8::from(t >= len / 3)).collect(),
+                }
+            })
+            .collect();
+        let set = EvalSet::from_examples(examples, 0);
+        let batching = EvalBatching {
+            rows: 4,
+            ..EvalBatching::default()
+        };
+        let got = eval_loss(&model, None, &set, batching).expect("eval");
+        let sums: Vec<f64> = batches(&set.examples, batching)
+            .into_iter()
+            .map(|chunk| batch_loss_sum(&model, None, chunk, false))
+            .collect();
+        let want = sums.iter().sum::<f64>() / set.rows() as f64;
+        assert_eq!(got, want);
     }
 }

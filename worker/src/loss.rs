@@ -9,6 +9,7 @@ use burn::tensor::IndexingUpdateOp;
 use burn::tensor::{backend::Backend, Int, Tensor};
 
 use crate::model::Qwen2;
+use crate::model::{host, host_math, host_pool};
 use crate::precision::matmul_f32;
 
 /// Supervised rows per logits chunk: `[512, 151,936]` f32 logits are about 300 MB.
@@ -34,7 +35,8 @@ fn targets_of<B: Backend>(
 }
 
 /// Per-row losses `[n]` of `hidden` `[n, hidden]` against `targets` `[n, 1]`. Differentiable:
-/// under autodiff every chunk's logits stay in the graph (the plain training path).
+/// under autodiff every chunk's logits stay in the graph (the plain training path). On the CPU
+/// each chunk's cross-entropy is one pass over its logits ([`host`]).
 pub fn token_losses<B: Backend>(
     model: &Qwen2<B>,
     hidden: Tensor<B, 2>,
@@ -45,12 +47,50 @@ pub fn token_losses<B: Backend>(
     let parts: Vec<Tensor<B, 2>> = chunks(rows, chunk)
         .map(|(start, end)| {
             let logits = model.logits(rows_of(&hidden, start, end));
-            log_softmax(logits, 1)
-                .gather(1, targets_of(&targets, start, end))
-                .neg()
+            cross_entropy(logits, targets_of(&targets, start, end))
         })
         .collect();
     Tensor::cat(parts, 0).reshape([rows])
+}
+
+/// Rows per chunk of the CPU cross-entropy handed to a thread.
+const CROSS_ENTROPY_ROWS: usize = 32;
+
+/// `−log_softmax(logits)[target]` of every row of `logits` `[n, vocab]`, as `[n, 1]`.
+fn cross_entropy<B: Backend>(logits: Tensor<B, 2>, targets: Tensor<B, 2, Int>) -> Tensor<B, 2> {
+    let [rows, vocab] = logits.dims();
+    if let Some(values) = host::host(&logits) {
+        let targets = targets.clone().into_data().convert::<i64>();
+        if let (Ok(targets), true) = (targets.as_slice::<i64>(), vocab > 0) {
+            let logits_values = values.values();
+            let mut losses = vec![0f32; rows];
+            host_pool::chunks_mut(&mut losses, CROSS_ENTROPY_ROWS, 1, |start, chunk| {
+                for (i, loss) in chunk.iter_mut().enumerate() {
+                    let row = start + i;
+                    let values = &logits_values[row * vocab..(row + 1) * vocab];
+                    *loss = row_cross_entropy(values, targets[row]);
+                }
+            });
+            return host::tensor(losses, [rows, 1], &logits.device());
+        }
+    }
+    cross_entropy_ops(logits, targets)
+}
+
+/// [`cross_entropy`] as Burn operations, on any backend.
+fn cross_entropy_ops<B: Backend>(logits: Tensor<B, 2>, targets: Tensor<B, 2, Int>) -> Tensor<B, 2> {
+    log_softmax(logits, 1).gather(1, targets).neg()
+}
+
+/// `logsumexp(row) − row[target]`, computed as Burn's `log_softmax` does (shift by the maximum,
+/// then subtract the log of the sum of exponentials); NaN for a target outside the row.
+fn row_cross_entropy(row: &[f32], target: i64) -> f32 {
+    let max = host_math::max(row);
+    let sum = host_math::sum_exp(row, max);
+    match usize::try_from(target).ok().and_then(|t| row.get(t)) {
+        Some(z) => -((z - max) - sum.ln()),
+        None => f32::NAN,
+    }
 }
 
 /// Per-row losses `[n]` and the gradient of `scale · Σ losses` with respect to `hidden`
@@ -86,4 +126,25 @@ pub fn token_losses_with_grad<B: Backend>(
         Tensor::cat(losses, 0).reshape([rows]),
         Tensor::cat(grads, 0),
     )
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::backend::CpuBackend as B;
+    use burn::tensor::{Distribution, TensorData};
+
+    #[test]
+    fn the_cpu_pass_matches_burns_operations() {
+        let device = Default::default();
+        B::seed(&device, 9);
+        let logits = Tensor::<B, 2>::random([45, 640], Distribution::Normal(0.0, 4.0), &device);
+        let targets: Vec<i64> = (0..45).map(|i| (i * 37 % 640) as i64).collect();
+        let targets = Tensor::<B, 2, Int>::from_data(TensorData::new(targets, [45, 1]), &device);
+        let got = cross_entropy(logits.clone(), targets.clone());
+        let want = cross_entropy_ops(logits, targets);
+        let diff: f32 = (got - want.clone()).abs().max().into_scalar();
+        let scale: f32 = want.abs().max().into_scalar();
+        assert!(diff <= 1e-6 * scale, "{diff} (largest value {scale})");
+    }
 }

@@ -11,17 +11,22 @@
 use burn::tensor::activation::softmax;
 use burn::tensor::module::attention;
 use burn::tensor::ops::AttentionModuleOptions;
-use burn::tensor::{backend::Backend, Int, Tensor};
+use burn::tensor::{backend::Backend, DType, Int, Tensor};
 use serde::{Deserialize, Serialize};
 
+use super::host::{self, is_host};
+use super::host_attention::{self, Dims};
+use super::host_attention_grad;
 use crate::precision::{cast_to, matmul_f32, to_f32, Precision};
 
 /// How the forward pass of attention runs.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize)]
 #[serde(rename_all = "lowercase")]
 pub enum AttentionKernel {
-    /// Burn's `attention` with `is_causal`: flash attention on CUDA and on the flex CPU backend
-    /// (K/V heads are repeated for it, as it needs equal head counts).
+    /// The backend's fused kernel. On the CPU backend in f32: [`host_attention`], which reads
+    /// the projections' layout, shares K/V heads without repeating them and skips masked keys.
+    /// Elsewhere (CUDA, wgpu, bf16 on the CPU): Burn's `attention` with `is_causal`, flash
+    /// attention on CUDA (K/V heads are repeated for it, as it needs equal head counts).
     Native,
     /// Query chunks of plain tensor ops (any backend; what the plain training path
     /// differentiates).
@@ -95,9 +100,39 @@ pub fn forward<B: Backend>(
     precision: Precision,
 ) -> Tensor<B, 4> {
     match kernel {
+        AttentionKernel::Native if on_host(&[&q, &k, &v], precision) => host(q, k, v),
         AttentionKernel::Native => native(q, k, v, precision),
         AttentionKernel::Chunked => chunked(q, k, v, precision, QUERY_CHUNK),
     }
+}
+
+/// Whether the native kernel of these tensors is [`host_attention`]: the CPU backend (not
+/// under autodiff) with every product in f32.
+fn on_host<B: Backend>(tensors: &[&Tensor<B, 4>], precision: Precision) -> bool {
+    is_host::<B>() && precision == Precision::F32 && tensors.iter().all(|t| t.dtype() == DType::F32)
+}
+
+/// [`host_attention::attend`] on `[b, heads, s, d]` views of the projections' `[b, s, heads,
+/// d]` tensors: swapped back, they are the contiguous buffers it reads in place (any other
+/// layout is copied first), and its output comes back as the same kind of view.
+fn host<B: Backend>(q: Tensor<B, 4>, k: Tensor<B, 4>, v: Tensor<B, 4>) -> Tensor<B, 4> {
+    let [batch, heads, seq, head_dim] = q.dims();
+    let dims = Dims {
+        batch,
+        seq,
+        heads,
+        kv_heads: k.dims()[1],
+        head_dim,
+    };
+    let device = q.device();
+    let rows = |t: Tensor<B, 4>| host::host(&t.swap_dims(1, 2));
+    let out = match (rows(q), rows(k), rows(v)) {
+        (Some(q), Some(k), Some(v)) => {
+            host_attention::attend(q.values(), k.values(), v.values(), dims)
+        }
+        _ => unreachable!("on_host admits f32 tensors of the CPU backend only"),
+    };
+    host::tensor::<B, 4>(out, [batch, seq, heads, head_dim], &device).swap_dims(1, 2)
 }
 
 /// `[b, kv, s, d]` → `[b, kv·group, s, d]`, each KV head repeated for its group. The repeat runs
@@ -162,8 +197,59 @@ pub fn chunked<B: Backend>(
 /// `dQ = dS·K/√d`, `dK = dSᵀ·Q/√d`.
 ///
 /// All inputs and outputs are f32; products run in `precision`. Peak memory is a few
-/// `[b, heads, chunk, s]` tensors.
+/// `[b, heads, chunk, s]` tensors. On the CPU in f32 it is [`host_attention_grad`], which needs
+/// one query's probabilities at a time.
 pub fn backward<B: Backend>(
+    q: Tensor<B, 4>,
+    k: Tensor<B, 4>,
+    v: Tensor<B, 4>,
+    grad: Tensor<B, 4>,
+    precision: Precision,
+    chunk: usize,
+) -> (Tensor<B, 4>, Tensor<B, 4>, Tensor<B, 4>) {
+    if on_host(&[&q, &k, &v, &grad], precision) {
+        return host_backward(q, k, v, grad);
+    }
+    chunked_backward(q, k, v, grad, precision, chunk)
+}
+
+/// [`host_attention_grad::attend_backward`] on `[b, heads, s, d]` views, as [`host`] does for
+/// the forward pass; the gradients come back as the same kind of views.
+fn host_backward<B: Backend>(
+    q: Tensor<B, 4>,
+    k: Tensor<B, 4>,
+    v: Tensor<B, 4>,
+    grad: Tensor<B, 4>,
+) -> (Tensor<B, 4>, Tensor<B, 4>, Tensor<B, 4>) {
+    let [batch, heads, seq, head_dim] = q.dims();
+    let kv_heads = k.dims()[1];
+    let dims = Dims {
+        batch,
+        seq,
+        heads,
+        kv_heads,
+        head_dim,
+    };
+    let device = q.device();
+    let rows = |t: Tensor<B, 4>| host::host(&t.swap_dims(1, 2));
+    let (dq, dk, dv) = match (rows(q), rows(k), rows(v), rows(grad)) {
+        (Some(q), Some(k), Some(v), Some(grad)) => host_attention_grad::attend_backward(
+            q.values(),
+            k.values(),
+            v.values(),
+            grad.values(),
+            dims,
+        ),
+        _ => unreachable!("on_host admits f32 tensors of the CPU backend only"),
+    };
+    let view = |values, heads| {
+        host::tensor::<B, 4>(values, [batch, seq, heads, head_dim], &device).swap_dims(1, 2)
+    };
+    (view(dq, heads), view(dk, kv_heads), view(dv, kv_heads))
+}
+
+/// [`backward`] as Burn operations, `chunk` queries at a time, on any backend.
+pub fn chunked_backward<B: Backend>(
     q: Tensor<B, 4>,
     k: Tensor<B, 4>,
     v: Tensor<B, 4>,
@@ -259,8 +345,71 @@ mod tests {
             let got = chunked(q.clone(), k.clone(), v.clone(), Precision::F32, chunk);
             assert!(max_diff(got, want.clone()) < 1e-5, "chunk {chunk}");
         }
-        let got = native(q, k, v, Precision::F32);
-        assert!(max_diff(got, want) < 1e-5, "native");
+        let got = native(q.clone(), k.clone(), v.clone(), Precision::F32);
+        assert!(max_diff(got, want.clone()) < 1e-5, "native");
+        let got = host(q, k, v);
+        assert!(max_diff(got, want) < 1e-5, "host");
+    }
+
+    /// The CPU's native kernel is the host kernel, on the layout the projections produce, and
+    /// it matches Burn's kernel; in bf16 it stays Burn's.
+    #[test]
+    fn the_cpu_native_kernel_is_the_host_kernel_and_matches_burns() {
+        let rows = |shape: [usize; 4], seed| random(shape, seed).swap_dims(1, 2);
+        let (q, k, v) = (
+            rows([3, 41, 8, 16], 8),
+            rows([3, 41, 2, 16], 9),
+            rows([3, 41, 2, 16], 10),
+        );
+        assert!(on_host(&[&q, &k, &v], Precision::F32));
+        assert!(!on_host(&[&q, &k, &v], Precision::Bf16));
+        let got = forward(
+            q.clone(),
+            k.clone(),
+            v.clone(),
+            AttentionKernel::Native,
+            Precision::F32,
+        );
+        let want = native(q, k, v, Precision::F32);
+        assert!(max_diff(got, want) < 1e-5);
+    }
+
+    /// The CPU's backward pass is the host kernel, on the layout the projections produce, and it
+    /// matches the chunked one.
+    #[test]
+    fn the_cpu_backward_is_the_host_kernel_and_matches_the_chunked_one() {
+        let rows = |shape: [usize; 4], seed| random(shape, seed).swap_dims(1, 2);
+        let (q, k, v, g) = (
+            rows([2, 45, 6, 16], 12),
+            rows([2, 45, 3, 16], 13),
+            rows([2, 45, 3, 16], 14),
+            rows([2, 45, 6, 16], 15),
+        );
+        assert!(on_host(&[&q, &k, &v, &g], Precision::F32));
+        let got = backward(
+            q.clone(),
+            k.clone(),
+            v.clone(),
+            g.clone(),
+            Precision::F32,
+            QUERY_CHUNK,
+        );
+        let want = chunked_backward(q, k, v, g, Precision::F32, 7);
+        for (name, got, want) in [
+            ("dq", got.0, want.0),
+            ("dk", got.1, want.1),
+            ("dv", got.2, want.2),
+        ] {
+            let scale: f32 = want.clone().abs().max().into_scalar();
+            let diff = max_diff(got, want);
+            assert!(diff < 1e-5 * scale.max(1.0), "{name}: {diff}");
+        }
+    }
+
+    #[test]
+    fn the_host_kernel_is_never_used_under_autodiff() {
+        let q = Tensor::<A, 4>::from_inner(random([1, 2, 3, 4], 11));
+        assert!(!on_host(&[&q], Precision::F32));
     }
 
     #[test]
@@ -282,8 +431,17 @@ mod tests {
             kl.grad(&grads).expect("dk"),
             vl.grad(&grads).expect("dv"),
         ];
+        let (dq, dk, dv) = host_backward(q.clone(), k.clone(), v.clone(), g.clone());
+        for (name, got, want) in [
+            ("host dq", dq, &want[0]),
+            ("host dk", dk, &want[1]),
+            ("host dv", dv, &want[2]),
+        ] {
+            let diff = max_diff(got, want.clone());
+            assert!(diff < 1e-4, "{name}: {diff}");
+        }
         for chunk in [3, 8, 29, 100] {
-            let (dq, dk, dv) = backward(
+            let (dq, dk, dv) = chunked_backward(
                 q.clone(),
                 k.clone(),
                 v.clone(),

@@ -3,6 +3,8 @@
 
 use burn::tensor::{backend::Backend, Tensor};
 
+use super::host::{self, HostTensor};
+use super::host_gemm::{self, Rhs};
 use crate::precision::{cast_to, matmul, to_f32};
 
 /// `y = x·W + b` with `W` stored transposed from the checkpoint, `[in, out]`, so every backend
@@ -18,8 +20,38 @@ pub struct Linear<B: Backend> {
 
 impl<B: Backend> Linear<B> {
     /// Applies the layer to f32 `[rows, in]`: the input is cast to the weight's dtype for the
-    /// product and the product back to f32; the bias is added in f32.
+    /// product and the product back to f32; the bias is added in f32. On the CPU in f32 the
+    /// product is [`host_gemm`]'s, with the bias as its starting value.
     pub fn forward(&self, x: Tensor<B, 2>) -> Tensor<B, 2> {
+        if let Some(y) = self.forward_host(&x) {
+            return y;
+        }
+        self.forward_ops(x)
+    }
+
+    /// [`Linear::forward`] on the host, when `x`, the weight and the bias are f32 tensors of
+    /// the CPU backend.
+    fn forward_host(&self, x: &Tensor<B, 2>) -> Option<Tensor<B, 2>> {
+        let values = host::host(x)?;
+        let weight = host::host(&self.weight)?;
+        let bias: Option<HostTensor> = match &self.bias {
+            Some(bias) => Some(host::host(bias)?),
+            None => None,
+        };
+        let [rows, d_in] = x.dims();
+        let d_out = self.d_out();
+        let y = host_gemm::product(
+            values.values(),
+            weight.values(),
+            Rhs::RowMajor,
+            bias.as_ref().map(HostTensor::values),
+            [rows, d_in, d_out],
+        );
+        Some(host::tensor(y, [rows, d_out], &x.device()))
+    }
+
+    /// [`Linear::forward`] as Burn operations, on any backend.
+    pub fn forward_ops(&self, x: Tensor<B, 2>) -> Tensor<B, 2> {
         let y = to_f32(matmul(cast_to(x, self.weight.dtype()), self.weight.clone()));
         match &self.bias {
             Some(bias) => y + bias.clone().unsqueeze::<2>(),
@@ -92,6 +124,38 @@ impl<B: Backend> Projections<B> {
                 widths: widths.clone(),
             },
             Projections::Separate(layers) => Projections::Separate(layers.iter().map(f).collect()),
+        }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::backend::CpuBackend as B;
+    use burn::tensor::Distribution;
+
+    #[test]
+    fn the_cpu_product_matches_burns_operations_with_and_without_bias() {
+        let device = Default::default();
+        B::seed(&device, 13);
+        let x = Tensor::<B, 2>::random([45, 64], Distribution::Normal(0.0, 1.0), &device);
+        for bias in [
+            None,
+            Some(Tensor::random(
+                [96],
+                Distribution::Normal(0.0, 1.0),
+                &device,
+            )),
+        ] {
+            let layer = Linear {
+                weight: Tensor::<B, 2>::random([64, 96], Distribution::Normal(0.0, 0.2), &device),
+                bias,
+            };
+            assert!(layer.forward_host(&x).is_some());
+            let got = layer.forward(x.clone());
+            let want = layer.forward_ops(x.clone());
+            let diff: f32 = (got - want).abs().max().into_scalar();
+            assert!(diff < 1e-5, "{diff}");
         }
     }
 }

@@ -10,6 +10,12 @@
 mod attention;
 mod block;
 pub mod causal;
+pub mod host;
+pub mod host_attention;
+pub mod host_attention_grad;
+pub mod host_gemm;
+pub mod host_math;
+pub mod host_pool;
 mod lift;
 mod linear;
 mod mlp;
@@ -71,9 +77,22 @@ impl<B: Backend> Qwen2<B> {
         self.lm_head.as_ref().unwrap_or(&self.embed_tokens).clone()
     }
 
-    /// f32 logits `[rows, vocab]` of final normalised hidden states `[rows, hidden]`.
+    /// f32 logits `[rows, vocab]` of final normalised hidden states `[rows, hidden]` (on the CPU
+    /// in f32, [`host_gemm`]'s product).
     pub fn logits(&self, hidden: Tensor<B, 2>) -> Tensor<B, 2> {
-        matmul_f32(hidden, self.head_weight().transpose(), self.precision)
+        let head = self.head_weight();
+        if let (Some(values), Some(weight)) = (host::host(&hidden), host::host(&head)) {
+            let ([rows, width], vocab) = (hidden.dims(), head.dims()[0]);
+            let logits = host_gemm::product(
+                values.values(),
+                weight.values(),
+                host_gemm::Rhs::Transposed,
+                None,
+                [rows, width, vocab],
+            );
+            return host::tensor(logits, [rows, vocab], &hidden.device());
+        }
+        matmul_f32(hidden, head.transpose(), self.precision)
     }
 
     /// The residual stream after every block, `[batch·seq, hidden]`, for token ids

@@ -3,6 +3,7 @@
 use burn::backend::Autodiff;
 use burn::tensor::{backend::Backend, Tensor, TensorData};
 
+use super::host;
 use crate::config::Qwen2Config;
 
 /// The cos/sin tables of one micro-batch shape, expanded on the device to the shapes of the
@@ -61,14 +62,32 @@ impl<B: Backend> Rope<B> {
         }
     }
 
-    /// Rotates `[batch·seq, heads, head_dim]` (query or key heads): `x·cos + rotate_half(x)·sin`.
+    /// Rotates `[batch·seq, heads, head_dim]` (query or key heads): `x·cos + rotate_half(x)·sin`,
+    /// in one pass on the CPU ([`host`]), as Burn operations elsewhere.
     pub fn apply(&self, x: Tensor<B, 3>) -> Tensor<B, 3> {
-        let [rows, heads, dim] = x.dims();
-        let (cos, sin) = if heads == self.queries.0.dims()[1] {
+        let (cos, sin) = self.tables(&x);
+        match (host::host(&x), host::host(cos), host::host(sin)) {
+            (Some(values), Some(cos), Some(sin)) => {
+                let y = rotate_rows(values.values(), cos.values(), sin.values(), x.dims()[2]);
+                host::tensor(y, x.dims(), &x.device())
+            }
+            _ => self.apply_ops(x),
+        }
+    }
+
+    /// The cos and sin tables of query or key heads, by the head count of `x`.
+    fn tables(&self, x: &Tensor<B, 3>) -> &(Tensor<B, 3>, Tensor<B, 3>) {
+        if x.dims()[1] == self.queries.0.dims()[1] {
             &self.queries
         } else {
             &self.keys
-        };
+        }
+    }
+
+    /// [`Rope::apply`] as Burn operations, on any backend.
+    pub fn apply_ops(&self, x: Tensor<B, 3>) -> Tensor<B, 3> {
+        let [rows, heads, dim] = x.dims();
+        let (cos, sin) = self.tables(&x);
         let rotated = x
             .clone()
             .reshape([rows * heads, dim])
@@ -84,6 +103,55 @@ impl<B: Backend> Rope<B> {
             queries: (lift3(&self.queries.0), lift3(&self.queries.1)),
             keys: (lift3(&self.keys.0), lift3(&self.keys.1)),
             rotate: Tensor::from_inner(self.rotate.clone()),
+        }
+    }
+}
+
+/// `x·cos + rotate_half(x)·sin` over heads of `dim` values, with `rotate_half(x) = [−x₂, x₁]`
+/// (the same products and sum as [`Rope::apply_ops`], so the same values).
+fn rotate_rows(x: &[f32], cos: &[f32], sin: &[f32], dim: usize) -> Vec<f32> {
+    let half = dim / 2;
+    let mut out = vec![0f32; x.len()];
+    if dim == 0 {
+        return out;
+    }
+    let heads = x
+        .chunks_exact(dim)
+        .zip(cos.chunks_exact(dim))
+        .zip(sin.chunks_exact(dim))
+        .zip(out.chunks_exact_mut(dim));
+    for (((x, cos), sin), y) in heads {
+        for i in 0..half {
+            y[i] = x[i] * cos[i] + -x[i + half] * sin[i];
+            y[i + half] = x[i + half] * cos[i + half] + x[i] * sin[i + half];
+        }
+    }
+    out
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::backend::CpuBackend as B;
+    use burn::tensor::Distribution;
+
+    #[test]
+    fn the_cpu_pass_matches_burns_operations() {
+        let device = Default::default();
+        let config = crate::tiny::tiny_config(64);
+        let (batch, seq) = (3, 29);
+        let rope = Rope::<B>::new(&config, batch, seq, &device);
+        B::seed(&device, 5);
+        for heads in [config.num_attention_heads, config.num_key_value_heads] {
+            let x = Tensor::<B, 3>::random(
+                [batch * seq, heads, config.head_dim()],
+                Distribution::Normal(0.0, 2.0),
+                &device,
+            );
+            let got = rope.apply(x.clone());
+            let want = rope.apply_ops(x);
+            let diff: f32 = (got - want).abs().max().into_scalar();
+            assert!(diff <= 1e-6, "{heads} heads: {diff}");
         }
     }
 }
