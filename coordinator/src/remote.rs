@@ -61,7 +61,7 @@ pub struct RemoteState {
     config: quinn::ClientConfig,
     connection: Option<quinn::Connection>,
     /// The eval sets (by hash) sent on the current connection (by `stable_id`); the worker
-    /// keeps them by hash for as long as it runs.
+    /// keeps the `MAX_EVAL_SETS` most recently used by hash, as many as a config may name.
     eval_sent: (Option<usize>, HashSet<String>),
     status: Arc<Mutex<WorkerStatus>>,
     nonce: AtomicU64,
