@@ -18,9 +18,9 @@ use protocol::commitment::Commitment;
 use protocol::config::{ClusterConfig, ScoringPolicy};
 use protocol::dataset::{parse_dataset, Dataset};
 use protocol::scoring::{
-    content_duplicates, epoch_weights, loss_duplicates, moving_average, select_for_evaluation,
-    split_by_share, to_u16_weights, version_key, win_rates, winner_takes_all, Candidate,
-    DatasetIdentity, EpochReport, MinerLine, ScoredMiner,
+    by_competition, content_duplicates, epoch_weights, loss_duplicates, moving_average,
+    select_for_evaluation, split_by_share, to_u16_weights, version_key, win_rates,
+    winner_takes_all, Candidate, DatasetIdentity, EpochReport, MinerLine, ScoredMiner,
 };
 use subtensor::{AccountId, Chain, ChainError, Metagraph, Signer};
 
@@ -471,15 +471,12 @@ impl Validator {
         entries: &BTreeMap<u16, Entry>,
         scored: &[ScoredMiner],
     ) -> BTreeMap<String, Vec<ScoredMiner>> {
-        let mut groups: BTreeMap<String, Vec<ScoredMiner>> = BTreeMap::new();
-        for m in scored {
-            let id = match entries.get(&m.uid).and_then(|e| e.dataset.as_ref()) {
+        by_competition(scored, |uid| {
+            match entries.get(&uid).and_then(|e| e.dataset.as_ref()) {
                 Some((c, _, _)) if !self.config.competitions.is_empty() => c.competition_id.clone(),
                 _ => String::new(),
-            };
-            groups.entry(id).or_default().push(*m);
-        }
-        groups
+            }
+        })
     }
 
     /// Duplicates by loss, after training: the later of two equal losses of one competition
@@ -526,12 +523,7 @@ impl Validator {
             .map(|e| (e.line.uid, e.line.hotkey.clone()))
             .collect();
         let groups = self.by_competition(entries, scored);
-        let shares: BTreeMap<String, f64> = self
-            .config
-            .competitions
-            .iter()
-            .map(|c| (c.id.clone(), c.share()))
-            .collect();
+        let shares = self.config.competition_shares();
         let (epoch_w, new_scores) = match s.policy {
             ScoringPolicy::WinRate => {
                 let mut per_competition = BTreeMap::new();

@@ -218,11 +218,7 @@ async fn run(cli: Cli) -> Result<()> {
             std::io::stdin()
                 .read_to_string(&mut input)
                 .context("reading stdin")?;
-            let shares = config
-                .competitions
-                .iter()
-                .map(|c| (c.id.clone(), c.share()))
-                .collect();
+            let shares = config.competition_shares();
             let out = protocol::scoring::score_audit_competitions(&input, &config.scoring, &shares)
                 .map_err(|e| anyhow::anyhow!("stdin {e}"))?;
             println!("{}", serde_json::to_string_pretty(&out)?);

@@ -2,6 +2,7 @@
 //! table and the whole `cluster.toml`. Unknown keys are rejected and every validation error
 //! names its key.
 
+use std::collections::BTreeMap;
 use std::net::SocketAddr;
 use std::path::{Path, PathBuf};
 use std::time::Duration;
@@ -1042,6 +1043,14 @@ impl ClusterConfig {
             Ok(Some(c)) if !c.eval_set.is_empty() => &c.eval_set,
             _ => &self.eval.set,
         }
+    }
+
+    /// Each competition's share of the emission by id ([`CompetitionConfig::share`]).
+    pub fn competition_shares(&self) -> BTreeMap<String, f64> {
+        self.competitions
+            .iter()
+            .map(|c| (c.id.clone(), c.share()))
+            .collect()
     }
 
     /// Every eval set the validator scores on, each once: `[eval] set` first, then the

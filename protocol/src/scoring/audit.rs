@@ -6,7 +6,7 @@ use std::collections::BTreeMap;
 
 use serde::Deserialize;
 
-use super::competitions::split_by_share;
+use super::competitions::{by_competition, split_by_share};
 use super::duplicates::{content_duplicates, loss_duplicates, DatasetIdentity};
 use super::emission::to_u16_weights;
 use super::win_rate::{epoch_weights, win_rates, winner_takes_all, ScoredMiner};
@@ -86,12 +86,9 @@ pub fn score_audit_competitions(
         .map(|m| (m.uid, m.competition.clone().unwrap_or_default()))
         .collect();
     let groups = |scored: &[ScoredMiner]| {
-        let mut groups: BTreeMap<String, Vec<ScoredMiner>> = BTreeMap::new();
-        for m in scored {
-            let id = competition_of.get(&m.uid).cloned().unwrap_or_default();
-            groups.entry(id).or_default().push(*m);
-        }
-        groups
+        by_competition(scored, |uid| {
+            competition_of.get(&uid).cloned().unwrap_or_default()
+        })
     };
     for group in groups(&scored).values() {
         for (uid, original) in loss_duplicates(group, scoring.duplicate_loss_rel) {

@@ -5,6 +5,21 @@
 
 use std::collections::BTreeMap;
 
+use super::win_rate::ScoredMiner;
+
+/// The scored miners by competition, `competition_of(uid)` naming each one's (one id, e.g. "",
+/// for all puts them in one field), each group in the order of `scored`.
+pub fn by_competition(
+    scored: &[ScoredMiner],
+    competition_of: impl Fn(u16) -> String,
+) -> BTreeMap<String, Vec<ScoredMiner>> {
+    let mut groups: BTreeMap<String, Vec<ScoredMiner>> = BTreeMap::new();
+    for m in scored {
+        groups.entry(competition_of(m.uid)).or_default().push(*m);
+    }
+    groups
+}
+
 /// One epoch's weights of several competitions, combined into one map over uids:
 ///
 /// ```text

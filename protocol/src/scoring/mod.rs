@@ -24,7 +24,7 @@ pub mod report;
 pub mod win_rate;
 
 pub use audit::{score_audit, score_audit_competitions};
-pub use competitions::split_by_share;
+pub use competitions::{by_competition, split_by_share};
 pub use duplicates::{content_duplicates, loss_duplicates, DatasetIdentity};
 pub use emission::{to_u16_weights, version_key};
 pub use eval_queue::{select_for_evaluation, Candidate};

@@ -116,14 +116,8 @@ fn on_host<B: Backend>(tensors: &[&Tensor<B, 4>], precision: Precision) -> bool 
 /// d]` tensors: swapped back, they are the contiguous buffers it reads in place (any other
 /// layout is copied first), and its output comes back as the same kind of view.
 fn host<B: Backend>(q: Tensor<B, 4>, k: Tensor<B, 4>, v: Tensor<B, 4>) -> Tensor<B, 4> {
+    let dims = Dims::of(q.dims(), k.dims()[1]);
     let [batch, heads, seq, head_dim] = q.dims();
-    let dims = Dims {
-        batch,
-        seq,
-        heads,
-        kv_heads: k.dims()[1],
-        head_dim,
-    };
     let device = q.device();
     let rows = |t: Tensor<B, 4>| host::host(&t.swap_dims(1, 2));
     let out = match (rows(q), rows(k), rows(v)) {
@@ -223,13 +217,7 @@ fn host_backward<B: Backend>(
 ) -> (Tensor<B, 4>, Tensor<B, 4>, Tensor<B, 4>) {
     let [batch, heads, seq, head_dim] = q.dims();
     let kv_heads = k.dims()[1];
-    let dims = Dims {
-        batch,
-        seq,
-        heads,
-        kv_heads,
-        head_dim,
-    };
+    let dims = Dims::of(q.dims(), kv_heads);
     let device = q.device();
     let rows = |t: Tensor<B, 4>| host::host(&t.swap_dims(1, 2));
     let (dq, dk, dv) = match (rows(q), rows(k), rows(v), rows(grad)) {

@@ -26,6 +26,44 @@ pub struct Dims {
     pub head_dim: usize,
 }
 
+impl Dims {
+    /// The sizes of queries `[batch, heads, seq, head_dim]` over `kv_heads` key/value heads.
+    pub fn of([batch, heads, seq, head_dim]: [usize; 4], kv_heads: usize) -> Self {
+        Self {
+            batch,
+            seq,
+            heads,
+            kv_heads,
+            head_dim,
+        }
+    }
+
+    /// Checks that `q` (and `q_like`, e.g. an output gradient) hold `[batch, seq, heads, d]`
+    /// values and `k`, `v` `[batch, seq, kv_heads, d]`, with `heads` a multiple of `kv_heads`.
+    ///
+    /// # Panics
+    /// When they do not (a bug in the caller, never input data).
+    pub fn check(&self, q: &[f32], q_like: Option<&[f32]>, k: &[f32], v: &[f32]) {
+        let Dims {
+            batch,
+            seq,
+            heads,
+            kv_heads,
+            head_dim: d,
+        } = *self;
+        assert!(
+            kv_heads > 0 && heads.is_multiple_of(kv_heads),
+            "{heads} query heads over {kv_heads} KV heads"
+        );
+        assert_eq!(q.len(), batch * seq * heads * d, "query length");
+        if let Some(q_like) = q_like {
+            assert_eq!(q_like.len(), q.len(), "output gradient length");
+        }
+        assert_eq!(k.len(), batch * seq * kv_heads * d, "key length");
+        assert_eq!(v.len(), k.len(), "value length");
+    }
+}
+
 /// Query positions per unit of work.
 const TILE: usize = 16;
 
@@ -69,20 +107,14 @@ struct Inputs<'a> {
 /// # Panics
 /// When a slice's length does not match `dims` (a bug in the caller, never input data).
 pub fn attend(q: &[f32], k: &[f32], v: &[f32], dims: Dims) -> Vec<f32> {
+    dims.check(q, None, k, v);
     let Dims {
         batch,
         seq,
         heads,
-        kv_heads,
+        kv_heads: _,
         head_dim: d,
     } = dims;
-    assert!(
-        kv_heads > 0 && heads.is_multiple_of(kv_heads),
-        "{heads} query heads over {kv_heads} KV heads"
-    );
-    assert_eq!(q.len(), batch * seq * heads * d, "query length");
-    assert_eq!(k.len(), batch * seq * kv_heads * d, "key length");
-    assert_eq!(v.len(), batch * seq * kv_heads * d, "value length");
     let width = heads * d;
     let mut out = vec![0f32; q.len()];
     if out.is_empty() {

@@ -32,6 +32,7 @@ pub fn attend_backward(
     d_out: &[f32],
     dims: Dims,
 ) -> (Vec<f32>, Vec<f32>, Vec<f32>) {
+    dims.check(q, Some(d_out), k, v);
     let Dims {
         batch,
         seq,
@@ -39,14 +40,6 @@ pub fn attend_backward(
         kv_heads,
         head_dim: d,
     } = dims;
-    assert!(
-        kv_heads > 0 && heads.is_multiple_of(kv_heads),
-        "{heads} query heads over {kv_heads} KV heads"
-    );
-    assert_eq!(q.len(), batch * seq * heads * d, "query length");
-    assert_eq!(d_out.len(), q.len(), "output gradient length");
-    assert_eq!(k.len(), batch * seq * kv_heads * d, "key length");
-    assert_eq!(v.len(), k.len(), "value length");
     let group = heads / kv_heads;
     let keys_t = transpose_keys(k, dims);
     let values_t = transpose_keys(v, dims);
