@@ -1,7 +1,8 @@
 //! `worker serve`: a worker process for the QUIC cluster. It loads the model once per device,
 //! accepts only the pinned coordinator, and on each stream the coordinator opens it greets with
 //! `Hello`, takes `EvalSet` and `Job` messages, streams `Progress`, answers `Heartbeat` (also
-//! while a job waits for a free device), obeys `Cancel` and ends with `Result`. Models stay
+//! while it parses an eval set or a dataset and while a job waits for a free device), obeys
+//! `Cancel` and ends with `Result`. Models stay
 //! loaded across coordinator reconnects; eval sets are cached by hash. A malformed, oversized or
 //! misdirected frame closes that connection, nothing else; errors name the message type and size.
 //!
@@ -10,6 +11,7 @@
 //! device whose thread panicked is restarted in the background, or taken out of service when it
 //! cannot be.
 
+use std::collections::VecDeque;
 use std::net::SocketAddr;
 use std::path::{Path, PathBuf};
 use std::sync::atomic::{AtomicBool, AtomicUsize, Ordering};
@@ -241,20 +243,84 @@ fn eval_set_limits() -> DatasetLimits {
     }
 }
 
+/// The coordinator's messages on one stream: first those that arrived while blocking work ran
+/// (see [`answering_heartbeats`]), in order, then the stream itself.
+struct Inbox {
+    recv: quinn::RecvStream,
+    decoder: FrameDecoder,
+    /// Messages read while blocking work ran, not yet handled.
+    early: VecDeque<Message>,
+    /// The coordinator finished the stream.
+    ended: bool,
+}
+
+impl Inbox {
+    fn new(recv: quinn::RecvStream) -> Self {
+        Self {
+            recv,
+            decoder: FrameDecoder::new(Sender::Coordinator),
+            early: VecDeque::new(),
+            ended: false,
+        }
+    }
+
+    /// The next message; `Ok(None)` once the coordinator finished the stream. Cancel-safe in
+    /// `select!` (see [`transport::receive`]).
+    async fn next(&mut self) -> Result<Option<Message>, transport::TransportError> {
+        if let Some(message) = self.early.pop_front() {
+            return Ok(Some(message));
+        }
+        if self.ended {
+            return Ok(None);
+        }
+        let message = transport::receive(&mut self.recv, &mut self.decoder).await?;
+        self.ended = message.is_none();
+        Ok(message)
+    }
+}
+
+/// Runs `work` (parsing a file of up to 64 MiB) on a blocking thread and answers the
+/// coordinator's heartbeats meanwhile, so that a large file does not read as a dead worker.
+/// Other messages that arrive are kept in `inbox`, in order, for the caller to handle next.
+async fn answering_heartbeats<T: Send + 'static>(
+    work: impl FnOnce() -> T + Send + 'static,
+    send: &mut quinn::SendStream,
+    inbox: &mut Inbox,
+) -> Result<T> {
+    let work = tokio::task::spawn_blocking(work);
+    tokio::pin!(work);
+    loop {
+        tokio::select! {
+            done = &mut work => return done.context("a parsing task failed"),
+            message = transport::receive(&mut inbox.recv, &mut inbox.decoder), if !inbox.ended => match message? {
+                Some(Message::Heartbeat(h)) => transport::send(send, &Message::Heartbeat(h)).await?,
+                Some(other) => inbox.early.push_back(other),
+                None => inbox.ended = true,
+            },
+        }
+    }
+}
+
 /// Serves one stream: greeting, then messages until the coordinator finishes it.
 async fn handle_stream(
     state: &Node,
     mut send: quinn::SendStream,
-    mut recv: quinn::RecvStream,
+    recv: quinn::RecvStream,
 ) -> Result<()> {
     transport::send(&mut send, &Message::Hello(state.hello.clone())).await?;
-    let mut decoder = FrameDecoder::new(Sender::Coordinator);
-    while let Some(message) = transport::receive(&mut recv, &mut decoder).await? {
+    let mut inbox = Inbox::new(recv);
+    while let Some(message) = inbox.next().await? {
         match message {
             Message::Heartbeat(h) => transport::send(&mut send, &Message::Heartbeat(h)).await?,
             Message::EvalSet(set) => {
-                let dataset = parse_dataset(&set.data, &eval_set_limits())
-                    .map_err(|e| anyhow::anyhow!("eval set: {e}"))?;
+                let data = set.data;
+                let dataset = answering_heartbeats(
+                    move || parse_dataset(&data, &eval_set_limits()),
+                    &mut send,
+                    &mut inbox,
+                )
+                .await?
+                .map_err(|e| anyhow::anyhow!("eval set: {e}"))?;
                 if dataset.content_hash != set.hash {
                     bail!(
                         "eval set: content hash {} does not match the announced {}",
@@ -272,7 +338,7 @@ async fn handle_stream(
                     );
                 }
             }
-            Message::Job(job) => run_job(state, job, &mut send, &mut recv, &mut decoder).await?,
+            Message::Job(job) => run_job(state, job, &mut send, &mut inbox).await?,
             Message::Cancel(_) => {} // nothing is running on this stream
             other => bail!("unexpected {} frame from the coordinator", other.kind()),
         }
@@ -281,12 +347,8 @@ async fn handle_stream(
     Ok(())
 }
 
-/// The rows of a job, or why this worker cannot run it (never the miner's fault: the validator
-/// read the same bytes with the same limits).
-fn job_rows(
-    state: &Node,
-    job: &JobRequest,
-) -> Result<(EvalRows, Vec<protocol::dataset::Row>), String> {
+/// The eval rows a job names, or why this worker cannot run it (never the miner's fault).
+fn job_eval(state: &Node, job: &JobRequest) -> Result<EvalRows, String> {
     let eval = state
         .eval_sets
         .lock()
@@ -296,30 +358,50 @@ fn job_rows(
     job.config
         .validate()
         .map_err(|e| format!("the job's training config: {e}"))?;
-    let dataset = parse_dataset(&job.dataset, &job.limits).map_err(|e| {
+    Ok(eval)
+}
+
+/// The rows of a job's dataset, or why this worker cannot run it (never the miner's fault: the
+/// validator read the same bytes with the same limits).
+fn job_rows(
+    dataset: &[u8],
+    limits: &DatasetLimits,
+    expected_hash: &str,
+) -> Result<Vec<protocol::dataset::Row>, String> {
+    let dataset = parse_dataset(dataset, limits).map_err(|e| {
         format!("the dataset does not validate here as it did for the validator: {e}")
     })?;
-    if dataset.content_hash != job.dataset_hash {
+    if dataset.content_hash != expected_hash {
         return Err(format!(
             "the dataset's content hash {} is not the validator's {}",
             dataset.content_hash,
-            bounded(&job.dataset_hash, 64)
+            bounded(expected_hash, 64)
         ));
     }
-    Ok((eval, dataset.rows))
+    Ok(dataset.rows)
 }
 
 /// Runs one job on a free device, streaming progress and answering heartbeats and cancel, also
 /// while it waits for the device.
 async fn run_job(
     state: &Node,
-    job: JobRequest,
+    mut job: JobRequest,
     send: &mut quinn::SendStream,
-    recv: &mut quinn::RecvStream,
-    decoder: &mut FrameDecoder,
+    inbox: &mut Inbox,
 ) -> Result<()> {
     let id = job.job_id;
-    let (eval, rows) = match job_rows(state, &job) {
+    let found = match job_eval(state, &job) {
+        Ok(eval) => {
+            let (dataset, limits) = (std::mem::take(&mut job.dataset), job.limits.clone());
+            let hash = std::mem::take(&mut job.dataset_hash);
+            let parse = move || job_rows(&dataset, &limits, &hash);
+            answering_heartbeats(parse, send, inbox)
+                .await?
+                .map(|rows| (eval, rows))
+        }
+        Err(reason) => Err(reason),
+    };
+    let (eval, rows) = match found {
         Ok(found) => found,
         Err(reason) => {
             let reply = failed(id, FailureKind::Unavailable, &reason);
@@ -333,7 +415,7 @@ async fn run_job(
         loop {
             tokio::select! {
                 runner = &mut take => break runner,
-                message = transport::receive(recv, decoder) => match message? {
+                message = inbox.next() => match message? {
                     Some(Message::Heartbeat(h)) => transport::send(send, &Message::Heartbeat(h)).await?,
                     Some(Message::Cancel(c)) if c.job_id == id => {
                         // The job never ran: its time went to waiting, which is not the miner's.
@@ -377,7 +459,7 @@ async fn run_job(
                     return Err(e.into());
                 }
             }
-            message = transport::receive(recv, decoder) => {
+            message = inbox.next() => {
                 let problem = match message {
                     Ok(Some(Message::Heartbeat(h))) => match transport::send(send, &Message::Heartbeat(h)).await {
                         Ok(()) => None,
@@ -512,6 +594,83 @@ mod tests {
                 other => panic!("unexpected {other:?}"),
             }
         }
+    }
+
+    /// Sends a heartbeat and returns the next frame, which must come within 10 s.
+    async fn echo(
+        send: &mut quinn::SendStream,
+        recv: &mut quinn::RecvStream,
+        decoder: &mut FrameDecoder,
+        nonce: u64,
+    ) -> Option<Message> {
+        let heartbeat = Message::Heartbeat(protocol::wire::Heartbeat { nonce });
+        transport::send(send, &heartbeat).await.expect("heartbeat");
+        tokio::time::timeout(Duration::from_secs(10), transport::receive(recv, decoder))
+            .await
+            .expect("a heartbeat answered while the parse runs")
+            .expect("frame")
+    }
+
+    /// Parsing a large file runs off the stream's task: the worker answers heartbeats meanwhile
+    /// and keeps what else arrives, in order. (Multi-threaded, so that a worker that blocked
+    /// would fail the timeout instead of hanging the test.)
+    #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+    async fn heartbeats_are_answered_while_a_file_is_parsed() {
+        use protocol::wire::{Cancel, Heartbeat};
+        let coordinator = Identity::generate("c").expect("identity");
+        let worker = Identity::generate("w").expect("identity");
+        let endpoint = transport::server_endpoint(
+            &worker,
+            "127.0.0.1:0".parse().expect("addr"),
+            vec![coordinator.fingerprint()],
+            timeouts(),
+        )
+        .expect("server");
+        let addr = endpoint.local_addr().expect("addr");
+        // The "parse" ends only when the test says so.
+        let (finish_parse, parse_waits) = std::sync::mpsc::channel::<()>();
+        let (server_done, server_finished) = tokio::sync::oneshot::channel::<()>();
+        let server = tokio::spawn(async move {
+            let incoming = endpoint.accept().await.expect("incoming");
+            let conn = incoming.await.expect("connection");
+            let (mut send, recv) = conn.accept_bi().await.expect("stream");
+            let mut inbox = Inbox::new(recv);
+            let parsed =
+                answering_heartbeats(move || parse_waits.recv().is_ok(), &mut send, &mut inbox)
+                    .await
+                    .expect("the work ends");
+            let early: Vec<Message> = inbox.early.drain(..).collect();
+            let _ = server_finished.await;
+            (parsed, early, inbox.ended)
+        });
+        let client = transport::client_endpoint().expect("client");
+        let config =
+            transport::client_config(&coordinator, &worker.fingerprint(), timeouts(), ALPN)
+                .expect("config");
+        let conn = client
+            .connect_with(config, addr, SERVER_NAME)
+            .expect("connect")
+            .await
+            .expect("handshake");
+        let (mut send, mut recv) = conn.open_bi().await.expect("stream");
+        let mut decoder = FrameDecoder::new(Sender::Worker);
+        assert_eq!(
+            echo(&mut send, &mut recv, &mut decoder, 7).await,
+            Some(Message::Heartbeat(Heartbeat { nonce: 7 }))
+        );
+        let cancel = Message::Cancel(Cancel { job_id: 3 });
+        transport::send(&mut send, &cancel).await.expect("cancel");
+        // Answered after the cancel was read: the cancel is kept by now.
+        assert_eq!(
+            echo(&mut send, &mut recv, &mut decoder, 8).await,
+            Some(Message::Heartbeat(Heartbeat { nonce: 8 }))
+        );
+        finish_parse.send(()).expect("the parse waits");
+        let _ = server_done.send(());
+        let (parsed, early, ended) = server.await.expect("server");
+        assert!(parsed, "the work's own result comes back");
+        assert_eq!(early, vec![cancel]);
+        assert!(!ended);
     }
 
     #[tokio::test]
