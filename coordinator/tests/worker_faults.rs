@@ -192,19 +192,22 @@ fn big_eval_set(dir: &Path, rows: usize) -> PathBuf {
 }
 
 /// Evaluation only (epochs = 0), on 100,000 rows: about 20 s of work on two cores (tokenising
-/// and evaluating) that never looks at the cancel flag, against a 1 s job timeout and the 3 s
+/// and evaluating) that never looks at the cancel flag, against a 3 s job timeout and the 3 s
 /// grace (worker_timeout_ms). (20,000 rows took 25 s before the CPU eval kernels; they now end
-/// within the grace.)
+/// within the grace.) The timeout leaves a remote worker time to parse the 20 MB eval set: a
+/// cancel that arrives before the job took its device ends it at once, which is not this test.
 fn a_job_deaf_to_its_cancel(workers: Workers, expected: &str) {
     let data = tempfile::tempdir().expect("tempdir");
     let eval = big_eval_set(data.path(), 100_000);
     let tables = format!(
-        "[coordinator]\njob_timeout_secs = 1\n{}[training]\nepochs = 0\nmax_seq_len = 128\nmax_rows = 20\n[dataset]\nmax_rows = 20\n",
+        "[coordinator]\njob_timeout_secs = 3\n{}[training]\nepochs = 0\nmax_seq_len = 128\nmax_rows = 20\n[dataset]\nmax_rows = 20\n",
         eval_and_demo(&common::repo().join("eval_data/demo"), &eval),
     );
     let (dir, report, took) = epoch(&tables, workers);
     nothing_charged(dir.path(), &report, expected);
-    assert!(took < Duration::from_secs(20), "the epoch took {took:?}");
+    // Measured: about 9 s in process and 16 s remotely (three jobs, each cancelled at 3 s; the
+    // first abandoned 3 s later). Waiting out the deaf jobs instead would take over a minute.
+    assert!(took < Duration::from_secs(40), "the epoch took {took:?}");
 }
 
 #[test]
