@@ -2,9 +2,9 @@
 //! accepts only the pinned coordinator, and on each stream the coordinator opens it greets with
 //! `Hello`, takes `EvalSet` and `Job` messages, streams `Progress`, answers `Heartbeat` (also
 //! while it parses an eval set or a dataset and while a job waits for a free device), obeys
-//! `Cancel` and ends with `Result`. Models stay
-//! loaded across coordinator reconnects; eval sets are cached by hash. A malformed, oversized or
-//! misdirected frame closes that connection, nothing else; errors name the message type and size.
+//! `Cancel` and ends with `Result`. Models stay loaded across coordinator reconnects; eval sets
+//! are cached by hash. A malformed, oversized or misdirected frame closes that connection, nothing
+//! else; errors name the message type and size.
 //!
 //! A job's dataset is parsed with the validator's own limits and must hash to what the validator
 //! checked. Failures are classified by [`JobFailure`], the rule the in-process path uses too; a
