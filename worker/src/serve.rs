@@ -514,6 +514,38 @@ mod tests {
         }
     }
 
+    /// A worker endpoint on 127.0.0.1 that accepts only the coordinator identity it returns.
+    fn listening() -> (quinn::Endpoint, Identity, Identity) {
+        let coordinator = Identity::generate("c").expect("identity");
+        let worker = Identity::generate("w").expect("identity");
+        let endpoint = transport::server_endpoint(
+            &worker,
+            "127.0.0.1:0".parse().expect("addr"),
+            vec![coordinator.fingerprint()],
+            timeouts(),
+        )
+        .expect("server");
+        (endpoint, coordinator, worker)
+    }
+
+    /// The coordinator's connection to `worker` at `addr` (with its endpoint, which must outlive
+    /// it).
+    async fn dial(
+        coordinator: &Identity,
+        worker: &Identity,
+        addr: SocketAddr,
+    ) -> (quinn::Endpoint, quinn::Connection) {
+        let client = transport::client_endpoint().expect("client");
+        let config = transport::client_config(coordinator, &worker.fingerprint(), timeouts(), ALPN)
+            .expect("config");
+        let conn = client
+            .connect_with(config, addr, SERVER_NAME)
+            .expect("connect")
+            .await
+            .expect("handshake");
+        (client, conn)
+    }
+
     /// A node with `runners` listening on 127.0.0.1, and a coordinator stream to it past the
     /// Hello (with the client endpoint and connection, which must outlive it).
     async fn connect(
@@ -524,15 +556,7 @@ mod tests {
         quinn::RecvStream,
         FrameDecoder,
     ) {
-        let coordinator = Identity::generate("c").expect("identity");
-        let worker = Identity::generate("w").expect("identity");
-        let endpoint = transport::server_endpoint(
-            &worker,
-            "127.0.0.1:0".parse().expect("addr"),
-            vec![coordinator.fingerprint()],
-            timeouts(),
-        )
-        .expect("server");
+        let (endpoint, coordinator, worker) = listening();
         let addr = endpoint.local_addr().expect("addr");
         let runners = runners
             .into_iter()
@@ -540,15 +564,7 @@ mod tests {
             .map(|(i, r)| (format!("dev{i}"), r))
             .collect();
         tokio::spawn(accept(endpoint, Arc::new(Node::new("w".into(), runners))));
-        let client = transport::client_endpoint().expect("client");
-        let config =
-            transport::client_config(&coordinator, &worker.fingerprint(), timeouts(), ALPN)
-                .expect("config");
-        let conn = client
-            .connect_with(config, addr, SERVER_NAME)
-            .expect("connect")
-            .await
-            .expect("handshake");
+        let (client, conn) = dial(&coordinator, &worker, addr).await;
         let (mut send, mut recv) = conn.open_bi().await.expect("stream");
         let mut decoder = FrameDecoder::new(Sender::Worker);
         transport::send(
@@ -617,15 +633,7 @@ mod tests {
     #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
     async fn heartbeats_are_answered_while_a_file_is_parsed() {
         use protocol::wire::{Cancel, Heartbeat};
-        let coordinator = Identity::generate("c").expect("identity");
-        let worker = Identity::generate("w").expect("identity");
-        let endpoint = transport::server_endpoint(
-            &worker,
-            "127.0.0.1:0".parse().expect("addr"),
-            vec![coordinator.fingerprint()],
-            timeouts(),
-        )
-        .expect("server");
+        let (endpoint, coordinator, worker) = listening();
         let addr = endpoint.local_addr().expect("addr");
         // The "parse" ends only when the test says so.
         let (finish_parse, parse_waits) = std::sync::mpsc::channel::<()>();
@@ -643,15 +651,7 @@ mod tests {
             let _ = server_finished.await;
             (parsed, early, inbox.ended)
         });
-        let client = transport::client_endpoint().expect("client");
-        let config =
-            transport::client_config(&coordinator, &worker.fingerprint(), timeouts(), ALPN)
-                .expect("config");
-        let conn = client
-            .connect_with(config, addr, SERVER_NAME)
-            .expect("connect")
-            .await
-            .expect("handshake");
+        let (_client, conn) = dial(&coordinator, &worker, addr).await;
         let (mut send, mut recv) = conn.open_bi().await.expect("stream");
         let mut decoder = FrameDecoder::new(Sender::Worker);
         assert_eq!(
